@@ -1,0 +1,5 @@
+"""Networks, registered by name (kind ``model``)."""
+
+from ddnn.models.mlp import MLP, MLPOptions
+
+__all__ = ["MLP", "MLPOptions"]

@@ -1,0 +1,55 @@
+"""Fully connected networks."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+import torch
+from torch import nn
+
+from ddnn.config import option
+from ddnn.registry import register
+
+__all__ = ["MLP", "MLPOptions", "ACTIVATIONS"]
+
+ACTIVATIONS = {"tanh": nn.Tanh, "relu": nn.ReLU, "sigmoid": nn.Sigmoid, "gelu": nn.GELU, "silu": nn.SiLU}
+
+
+@dataclass(frozen=True)
+class MLPOptions:
+    width: int = option(20, "neurons per hidden layer", min=1)
+    depth: int = option(8, "number of hidden layers", min=1)
+    activation: Literal["tanh", "relu", "sigmoid", "gelu", "silu"] = option("tanh", "hidden activation")
+    init: Literal["xavier_normal", "xavier_uniform", "default"] = option(
+        "xavier_normal", "weight initialisation (biases start at zero unless 'default')"
+    )
+
+
+@register("model", "mlp", MLPOptions)
+class MLP(nn.Module):
+    """Multilayer perceptron: ``depth`` hidden layers of ``width`` neurons, linear output.
+
+    ``linears`` lists the affine layers in order; the hidden activation is
+    ``activation``. Problems with a fast derivative path read both.
+    """
+
+    def __init__(self, options: MLPOptions, in_features: int, out_features: int):
+        super().__init__()
+        self.options = options
+        sizes = [in_features] + [options.width] * options.depth + [out_features]
+        self.linears = nn.ModuleList(nn.Linear(a, b) for a, b in zip(sizes[:-1], sizes[1:]))
+        self.activation = options.activation
+        self._act = ACTIVATIONS[options.activation]()
+        if options.init != "default":
+            init = nn.init.xavier_normal_ if options.init == "xavier_normal" else nn.init.xavier_uniform_
+            with torch.no_grad():
+                for lin in self.linears:
+                    init(lin.weight)
+                    lin.bias.zero_()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        *hidden, last = self.linears
+        for lin in hidden:
+            x = self._act(lin(x))
+        return last(x)

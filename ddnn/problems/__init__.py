@@ -1,0 +1,1 @@
+"""Training problems, registered by name (kind ``problem``)."""

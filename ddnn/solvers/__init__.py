@@ -1,0 +1,1 @@
+"""Optimisers, registered by name (kind ``solver``); nested solvers compose."""
