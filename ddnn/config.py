@@ -435,7 +435,7 @@ def to_dict(value: Any) -> Any:
 
 def to_yaml(config: Config) -> str:
     """The resolved configuration as YAML text (every default filled in)."""
-    return yaml.safe_dump(to_dict(config), sort_keys=False, default_flow_style=None)
+    return yaml.safe_dump(to_dict(config), sort_keys=False, default_flow_style=False)
 
 
 def describe_options(cls: type, indent: str = "  ") -> list[str]:

@@ -1,0 +1,102 @@
+"""Command line: ``python -m ddnn INPUT.yaml [--out DIR] [--set KEY=VALUE ...] [--resume CKPT]``.
+
+Bad input (syntax, unknown keys, wrong types, impossible rank counts, missing
+files) ends every rank with one line on stderr and exit code 2, before any
+output is created. An exception on any rank prints that rank's traceback and
+aborts the whole job.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import traceback
+from typing import NoReturn
+
+from ddnn import config as cfg
+from ddnn import registry
+from ddnn.errors import InputError
+
+__all__ = ["main", "list_components"]
+
+EXIT_INPUT = 2
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:  # one line, exit 2
+        sys.stderr.write(f"ddnn: error: {message} (see python -m ddnn --help)\n")
+        raise SystemExit(EXIT_INPUT)
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = _Parser(
+        prog="python -m ddnn",
+        description="Train a network with domain-decomposition and multilevel optimisers (SPMD under mpirun).",
+    )
+    p.add_argument("input", nargs="?", help="YAML input file")
+    p.add_argument("--out", help="output directory (default: output.dir, else runs/<input stem>)")
+    p.add_argument(
+        "--set", action="append", default=[], metavar="KEY=VALUE", help="override an input value, e.g. run.max_iter=50"
+    )
+    p.add_argument("--resume", metavar="CHECKPOINT", help="continue from a checkpoint file")
+    p.add_argument("--validate", action="store_true", help="check the input and exit (0: valid, 2: invalid)")
+    p.add_argument("--list", action="store_true", help="print every problem, model and solver with its options")
+    p.add_argument("--quiet", action="store_true", help="no progress output")
+    return p
+
+
+def list_components() -> str:
+    """The reference of the input format: every section and registered component with its options."""
+    lines = ["ddnn input format. Top-level sections: problem, model, solver, run, output.", ""]
+    lines.append("run:")
+    lines += cfg.describe_options(cfg.RunOptions)
+    lines.append("output:")
+    lines += cfg.describe_options(cfg.OutputOptions)
+    for kind in registry.kinds():
+        lines.append("")
+        lines.append(f"== {kind} (choose with name: ...) ==")
+        for name in registry.names(kind):
+            entry = registry.lookup(kind, name)
+            lines.append(f"{name}: {entry.summary}")
+            lines += cfg.describe_options(entry.options)
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    if args.list:
+        print(list_components())
+        return 0
+    if not args.input:
+        _parser().error("an input file is required")
+
+    from ddnn import parallel
+
+    comm = parallel.init()
+    try:
+        config = cfg.load(args.input, comm, args.set)
+        if args.validate:
+            if comm.rank == 0:
+                print(f"{args.input}: valid")
+            return 0
+        from ddnn.run import Run, default_output_dir
+
+        out_dir = default_output_dir(args.input, config, args.out)
+        run = Run(config, comm, out_dir, input_path=args.input, resume=args.resume, quiet=args.quiet)
+        run.execute()
+        return 0
+    except InputError as err:
+        if comm.rank == 0:
+            sys.stderr.write(f"ddnn: error: {err}\n")
+        return EXIT_INPUT
+    except KeyboardInterrupt:
+        return 130
+    except BaseException as err:  # noqa: BLE001 - any failure on one rank must end every rank
+        if isinstance(err, SystemExit) and comm.size == 1:
+            raise
+        sys.stderr.write(f"[ddnn rank {comm.rank}/{comm.size}] {type(err).__name__}: {err}\n")
+        traceback.print_exc()
+        sys.stderr.flush()
+        if comm.size > 1:
+            comm.abort(1)
+        return 1

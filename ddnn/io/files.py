@@ -1,0 +1,117 @@
+"""Results and checkpoint files, written atomically.
+
+Layout of ``results.h5``::
+
+    attrs    config (resolved YAML), ddnn_version, torch_version, world_size,
+             device, host, started, finished, stop_reason, stop_code,
+             problem, solver, format = "ddnn-results"
+    /history/<name>   1-D float64: iteration, loss, grad_evals, wall_time,
+                      loss terms (loss_<term>), metrics (e.g. rel_l2_error;
+                      NaN where not evaluated), counters, timers (time_<phase>)
+    /params           the final flat parameter vector
+
+``checkpoint.h5`` carries the same attributes (format = "ddnn-checkpoint",
+plus ``iteration``) and the groups ``/state/...`` (parameters, solver state
+tree, problem state, counters, timers, RNG states of every rank, history).
+
+A file is written to a temporary name in the same directory, flushed and
+fsynced, the previous file is kept as ``NAME.bak`` and the new one renamed
+into place, so that a run killed at any moment leaves a readable file.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from typing import Any
+
+import h5py
+import numpy as np
+
+from ddnn.io.h5tree import read_tree, write_tree
+
+__all__ = ["atomic_h5", "write_results", "write_checkpoint", "read_checkpoint", "CHECKPOINT", "RESULTS"]
+
+CHECKPOINT = "checkpoint.h5"
+RESULTS = "results.h5"
+
+
+def _fsync_dir(directory: str) -> None:
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def atomic_h5(path: str, fill: Callable[[h5py.File], None], keep_backup: bool = True) -> None:
+    """Write an HDF5 file atomically: temp file, fsync, ``.bak`` of the old one, rename."""
+    directory = os.path.dirname(os.path.abspath(path))
+    tmp = f"{path}.tmp"
+    with h5py.File(tmp, "w", track_order=True) as f:
+        fill(f)
+        f.flush()
+    with open(tmp, "rb+") as fh:
+        os.fsync(fh.fileno())
+    if keep_backup and os.path.exists(path):
+        os.replace(path, f"{path}.bak")
+    os.replace(tmp, path)
+    _fsync_dir(directory)
+
+
+def _set_attrs(f: h5py.File, attrs: dict[str, Any]) -> None:
+    for key, value in attrs.items():
+        if value is None:
+            value = ""
+        elif isinstance(value, str):
+            value = str(value)  # plain str: h5py refuses numpy and other str subclasses
+        f.attrs[key] = value
+
+
+def write_results(path: str, attrs: dict[str, Any], history: dict[str, np.ndarray], params: np.ndarray) -> None:
+    """Write ``results.h5`` (see the module docstring for the layout)."""
+
+    def fill(f: h5py.File) -> None:
+        _set_attrs(f, {"format": "ddnn-results", **attrs})
+        group = f.create_group("history", track_order=True)
+        for name, values in history.items():
+            group.create_dataset(name, data=np.asarray(values, dtype=np.float64))
+        f.create_dataset("params", data=params)
+
+    atomic_h5(path, fill, keep_backup=False)
+
+
+def write_checkpoint(path: str, attrs: dict[str, Any], state: dict[str, Any]) -> None:
+    """Write ``checkpoint.h5``: attributes and the state tree under ``/state``."""
+
+    def fill(f: h5py.File) -> None:
+        _set_attrs(f, {"format": "ddnn-checkpoint", **attrs})
+        write_tree(f.create_group("state", track_order=True), state)
+
+    atomic_h5(path, fill, keep_backup=True)
+
+
+def read_checkpoint(path: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Attributes and state tree of a checkpoint; falls back to ``.bak`` when the file is unreadable.
+
+    Raises ``OSError``/``ValueError`` when neither is a ddnn checkpoint.
+    """
+    errors = []
+    for candidate in (path, f"{path}.bak"):
+        if not os.path.exists(candidate):
+            errors.append(f"{candidate}: not found")
+            continue
+        try:
+            with h5py.File(candidate, "r") as f:
+                if f.attrs.get("format") != "ddnn-checkpoint":
+                    raise ValueError("not a ddnn checkpoint")
+                attrs = {k: (v.decode() if isinstance(v, bytes) else v) for k, v in f.attrs.items()}
+                return attrs, read_tree(f["state"])
+        except (OSError, ValueError, KeyError) as err:
+            errors.append(f"{candidate}: {err}")
+    raise ValueError("; ".join(errors))
