@@ -18,7 +18,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
 import torch
 
 import ddnn
@@ -158,7 +157,6 @@ class Run:
         self.device = select_device(self.comm, run.device)
         self.dtype = DTYPES[run.dtype]
         torch.manual_seed(run.seed)  # identical initial network on every rank
-        np.random.seed(run.seed)
         problem_entry = registry.lookup("problem", self.config.problem.name)
         model = registry.build("model", self.config.model, problem_entry.cls.input_dim, problem_entry.cls.output_dim)
         self.problem = problem_entry.cls(
@@ -208,7 +206,6 @@ class Run:
     def _rank_state(self) -> dict:
         state = {
             "torch_rng": torch.get_rng_state(),
-            "numpy_rng": list(np.random.get_state()),
             "counters": self.counters.as_dict(),
             "timers": self.timers.as_dict(),
             "comm": self.comm.stats(),
@@ -249,8 +246,6 @@ class Run:
         self.counters.load(rank["counters"])
         self.timers.load(rank["timers"])
         torch.set_rng_state(rank["torch_rng"])
-        np_state = rank["numpy_rng"]
-        np.random.set_state((np_state[0], np.asarray(np_state[1], dtype=np.uint32), *np_state[2:]))
         if "solver_rng" in rank and self.context.generator is not None:
             self.context.generator.set_state(rank["solver_rng"])
         if "cuda_rng" in rank and self.device.type == "cuda":
