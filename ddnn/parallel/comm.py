@@ -73,6 +73,10 @@ class Comm:
         """Terminate every rank of the job now (after a failure on this one)."""
         raise SystemExit(code)
 
+    def split(self, color: int, key: int | None = None) -> Comm:
+        """Collective. The communicator of the ranks that passed the same ``color`` (ordered by ``key``)."""
+        raise NotImplementedError
+
     def agree(self, flag: bool) -> bool:
         """Collective. True on every rank when ``flag`` is true on any rank."""
         return self.allreduce_value(1.0 if flag else 0.0, "max") > 0
@@ -114,3 +118,6 @@ class SerialComm(Comm):
 
     def agree(self, flag: bool) -> bool:
         return bool(flag)
+
+    def split(self, color: int, key: int | None = None) -> Comm:
+        return SerialComm()

@@ -114,6 +114,20 @@ class MPIComm(Comm):
         """Collective. Wait for every rank."""
         self.world.Barrier()
 
+    def split(self, color: int, key: int | None = None) -> Comm:
+        """Collective. The communicator of the ranks that passed the same ``color``.
+
+        A group of one rank gets a :class:`~ddnn.parallel.comm.SerialComm`.
+        CUDA tensors of a sub-communicator are staged through host memory.
+        """
+        sub = self.world.Split(color, self.rank if key is None else key)
+        if sub.Get_size() == 1:
+            from ddnn.parallel.comm import SerialComm
+
+            sub.Free()
+            return SerialComm()
+        return MPIComm(sub)
+
     def abort(self, code: int = 1) -> None:
         """Terminate every rank of the job now."""
         self.world.Abort(code)
