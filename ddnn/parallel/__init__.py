@@ -58,9 +58,10 @@ def select_device(comm: Comm, requested: str = "auto") -> torch.device:
     device = torch.device("cuda", comm.local_rank % torch.cuda.device_count())
     torch.cuda.set_device(device)
     if comm.size > 1 and hasattr(comm, "node"):
-        from ddnn.parallel.nccl import NodeGroup, nccl_usable
+        from ddnn.parallel.nccl import NodeGroup, gpu_identity, nccl_usable
 
-        if comm.allreduce_value(0.0 if nccl_usable(comm.local_size) else 1.0, "max") == 0.0:
+        usable = nccl_usable(comm.node.allgather(gpu_identity(device)))
+        if comm.allreduce_value(0.0 if usable else 1.0, "max") == 0.0:
             comm.gpu_group = NodeGroup(comm, device)
     return device
 

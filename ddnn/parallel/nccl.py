@@ -20,19 +20,25 @@ from typing import Any
 
 import torch
 
-__all__ = ["NodeGroup", "nccl_usable"]
+__all__ = ["NodeGroup", "nccl_usable", "gpu_identity"]
 
 
-def nccl_usable(local_size: int) -> bool:
-    """NCCL needs one GPU per rank: it refuses two ranks on one device."""
+def gpu_identity(device: torch.device) -> str:
+    """A string naming the physical GPU (its UUID), equal for ranks that share one."""
+    props = torch.cuda.get_device_properties(device)
+    return str(getattr(props, "uuid", "")) or f"{props.name}:{props.pci_bus_id}:{props.pci_device_id}"
+
+
+def nccl_usable(node_gpus: list[str]) -> bool:
+    """NCCL needs one physical GPU per rank of a node: it refuses two ranks on one device.
+
+    ``node_gpus`` are the :func:`gpu_identity` of every rank on the node; they
+    differ also when a scheduler shows each rank only its own GPU
+    (``--gpus-per-task=1``: every rank sees device 0).
+    """
     import torch.distributed as dist
 
-    return (
-        torch.cuda.is_available()
-        and dist.is_available()
-        and dist.is_nccl_available()
-        and local_size <= torch.cuda.device_count()
-    )
+    return dist.is_available() and dist.is_nccl_available() and len(set(node_gpus)) == len(node_gpus)
 
 
 def _free_port() -> int:
