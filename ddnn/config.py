@@ -35,6 +35,7 @@ __all__ = [
     "RunOptions",
     "OutputOptions",
     "Config",
+    "section",
     "parse",
     "load",
     "apply_overrides",
@@ -290,6 +291,14 @@ def _build_section(kind: str, raw: Any, key: str, default_name: str | None) -> S
     return Section(kind, name, options)
 
 
+def section(kind: str, raw: dict | str, key: str = "") -> Section:
+    """A validated component section from a plain dict (library use and tests).
+
+    ``section("solver", {"name": "lbfgs", "memory": 5})``
+    """
+    return _build_section(kind, raw, key or kind, None)
+
+
 def parse(raw: Any, world_size: int = 1) -> Config:
     """Validate a YAML tree into a :class:`Config`; ``ConfigError`` on bad input.
 
@@ -297,6 +306,8 @@ def parse(raw: Any, world_size: int = 1) -> Config:
     ranks (through an optional ``check_world(options, world_size, key)`` class
     method).
     """
+    if raw is None:
+        raise ConfigError("", "the input is empty (expected the sections problem, solver, ...)")
     if not isinstance(raw, dict):
         raise ConfigError("", f"expected a mapping of sections at the top level, got {type(raw).__name__}")
     for required in ("problem", "solver"):

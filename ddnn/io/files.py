@@ -4,11 +4,15 @@ Layout of ``results.h5``::
 
     attrs    config (resolved YAML), ddnn_version, torch_version, world_size,
              device, host, started, finished, stop_reason, stop_code,
-             problem, solver, format = "ddnn-results"
+             problem, solver, metrics (names), higher_is_better (names),
+             format = "ddnn-results"
     /history/<name>   1-D float64: iteration, loss, grad_evals, wall_time,
                       loss terms (loss_<term>), metrics (e.g. rel_l2_error;
                       NaN where not evaluated), counters, timers (time_<phase>)
     /params           the final flat parameter vector
+    /solution         for problems with a reference on a grid: inputs (N, d),
+                      prediction (N,), reference (N,); attrs input_names,
+                      grid_shape (C-order meshgrid, indexing="ij"), output_name
 
 ``checkpoint.h5`` carries the same attributes (format = "ddnn-checkpoint",
 plus ``iteration``) and the groups ``/state/...`` (parameters, solver state
@@ -70,10 +74,23 @@ def _set_attrs(f: h5py.File, attrs: dict[str, Any]) -> None:
             value = ""
         elif isinstance(value, str):
             value = str(value)  # plain str: h5py refuses numpy and other str subclasses
+        elif isinstance(value, (list, tuple)) and all(isinstance(v, str) for v in value):
+            value = _strings(value)
         f.attrs[key] = value
 
 
-def write_results(path: str, attrs: dict[str, Any], history: dict[str, np.ndarray], params: np.ndarray) -> None:
+def _strings(values: Any) -> np.ndarray:
+    """A list of str as an HDF5 variable-length string array."""
+    return np.array([str(v) for v in values], dtype=h5py.string_dtype())
+
+
+def write_results(
+    path: str,
+    attrs: dict[str, Any],
+    history: dict[str, np.ndarray],
+    params: np.ndarray,
+    solution: dict[str, Any] | None = None,
+) -> None:
     """Write ``results.h5`` (see the module docstring for the layout)."""
 
     def fill(f: h5py.File) -> None:
@@ -82,8 +99,20 @@ def write_results(path: str, attrs: dict[str, Any], history: dict[str, np.ndarra
         for name, values in history.items():
             group.create_dataset(name, data=np.asarray(values, dtype=np.float64))
         f.create_dataset("params", data=params)
+        if solution is not None:
+            _write_solution(f.create_group("solution"), solution)
 
     atomic_h5(path, fill, keep_backup=False)
+
+
+def _write_solution(group: h5py.Group, solution: dict[str, Any]) -> None:
+    for name in ("inputs", "prediction", "reference"):
+        if solution.get(name) is not None:
+            group.create_dataset(name, data=np.asarray(solution[name], dtype=np.float64))
+    group.attrs["input_names"] = _strings(solution.get("input_names", ()))
+    if solution.get("grid_shape") is not None:
+        group.attrs["grid_shape"] = np.asarray(solution["grid_shape"], dtype=np.int64)
+    group.attrs["output_name"] = str(solution.get("output_name", "u"))
 
 
 def write_checkpoint(path: str, attrs: dict[str, Any], state: dict[str, Any]) -> None:

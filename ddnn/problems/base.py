@@ -119,6 +119,17 @@ class Problem(abc.ABC):
     def metrics(self) -> dict[str, float]:
         """Quality of the current parameters on a fixed evaluation set (no gradients)."""
 
+    def solution(self) -> dict | None:
+        """The network's output next to the reference on the evaluation set, for plots.
+
+        ``None`` when the problem has none; else a dict with ``inputs`` (N, d),
+        ``prediction`` (N,), optionally ``reference`` (N,), ``input_names``
+        (d strings) and, for grids, ``grid_shape`` (rows are the C-order
+        flattening of ``meshgrid(axis_0, ..., indexing="ij")``). Written to
+        ``/solution`` of ``results.h5``.
+        """
+        return None
+
     def resample(self, iteration: int) -> Samples | None:
         """New training samples at ``iteration`` (resampling problems), or ``None``."""
         return None
