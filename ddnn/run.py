@@ -145,6 +145,7 @@ class Run:
         self.history = History()
         self.iteration = 0
         self.elapsed_before = 0.0
+        self._metric_names: set[str] = set()
         agree(comm, self._build)
         self.resume_state = self._read_resume() if resume else None
 
@@ -266,6 +267,8 @@ class Run:
             "problem": self.config.problem.name,
             "solver": self.config.solver.name,
             "input": self.input_path,
+            "metrics": sorted(self._metric_names),
+            "higher_is_better": sorted(type(self.problem).higher_is_better),
         }
 
     def _write(self, elapsed: float, reason: Reason | None) -> None:
@@ -282,7 +285,8 @@ class Run:
                 attrs.update(finished="", stop_reason="RUNNING", stop_code=0)
             write_checkpoint(os.path.join(self.out_dir, CHECKPOINT), attrs, state)
             params = self.problem.params.flat.detach().cpu().numpy()
-            write_results(os.path.join(self.out_dir, RESULTS), attrs, self.history.arrays(), params)
+            solution = self.problem.solution() if reason is not None else None
+            write_results(os.path.join(self.out_dir, RESULTS), attrs, self.history.arrays(), params, solution)
 
     # -- the loop --------------------------------------------------------
     def _resample_due(self, iteration: int) -> bool:
@@ -301,7 +305,9 @@ class Run:
         if self.comm.rank == 0:
             with self.timers.phase("metrics"):
                 values = self.problem.metrics()
-        return self.comm.bcast_object(values)
+        values = self.comm.bcast_object(values)
+        self._metric_names.update(values)
+        return values
 
     def _record(self, report: StepReport, metrics: dict[str, float], elapsed: float) -> None:
         row: dict[str, float | None] = {
@@ -318,6 +324,8 @@ class Run:
         row.update({f"loss_{k}": v for k, v in report.terms.items()})
         row.update(metrics)
         row.update({k: v for k, v in self.counters.as_dict().items() if k != "grad_evals"})
+        # the seed's cost measure: global gradients plus the local ones that run one after another
+        row["effective_grad_evals"] = self.counters["grad_evals"] + self.counters["effective_local_grad_evals"]
         row.update({f"time_{k}": v for k, v in self.timers.as_dict().items()})
         row["bytes_communicated"] = self.comm.bytes_communicated
         self.history.append(row)
@@ -380,6 +388,7 @@ class Run:
             while reason == Reason.RUNNING:
                 report = self.solver.step()
                 self.iteration += 1
+                _inject_fault(self.comm.rank, self.iteration)
                 self.problem.params.flat.copy_(self.solver.theta)
                 if self.iteration % run.metrics_every == 0:
                     metrics = self._metrics()
@@ -432,6 +441,14 @@ class Run:
         if self.out_dir:
             note = " (interrupted: resume with --resume)" if reason == Reason.SIGNAL else ""
             print(f"results: {os.path.join(self.out_dir, RESULTS)}{note}", flush=True)
+
+
+def _inject_fault(rank: int, iteration: int) -> None:
+    """Fault-injection hook for tests: ``DDNN_FAIL_RANK=r DDNN_FAIL_ITER=k`` raise on rank r at iteration k."""
+    if os.environ.get("DDNN_FAIL_RANK") is None:
+        return
+    if rank == int(os.environ["DDNN_FAIL_RANK"]) and iteration == int(os.environ.get("DDNN_FAIL_ITER", "1")):
+        raise RuntimeError(f"injected failure on rank {rank} at iteration {iteration} (DDNN_FAIL_RANK)")
 
 
 def _now() -> str:

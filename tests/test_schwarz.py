@@ -115,8 +115,10 @@ def test_preconditioned_lbfgs_decreases_the_loss_and_counts_local_work(variant):
     local = context.counters["local_grad_evals"]
     effective = context.counters["effective_local_grad_evals"]
     assert local > 0
-    # serial: additive blocks run one after another on this rank, so all local work is effective
-    assert effective == local
+    if variant == "multiplicative":  # a sequential sweep: every local evaluation counts
+        assert effective == local
+    else:  # concurrent blocks: each outer iteration costs its slowest block (the seed's #g_e)
+        assert local / 3 <= effective < local
 
 
 def test_preconditioner_state_resumes_bit_for_bit():

@@ -178,18 +178,11 @@ class Schwarz(Solver):
         ctx = self.context
         if current is None or current.grad is None:
             current = self.objective.evaluate(theta)
-        local_before = ctx.counters["local_grad_evals"]
         with ctx.timers.phase("local_solve"):
             if self.additive:
                 result, alpha = self._additive(theta, current)
             else:
                 result, alpha = self._multiplicative(theta)
-        # effective parallel cost: additive local solves run concurrently and count once (the
-        # slowest rank); multiplicative local evaluations are data parallel and all count
-        spent = ctx.counters["local_grad_evals"] - local_before
-        if self.additive and ctx.comm.size > 1:
-            spent = ctx.comm.allreduce_value(spent, "max")
-        ctx.counters.add("effective_local_grad_evals", spent)
         return result[0], result[1], alpha
 
     def _additive(self, theta: torch.Tensor, current: Evaluation) -> tuple[tuple[torch.Tensor, Evaluation], float]:
@@ -197,8 +190,11 @@ class Schwarz(Solver):
         dec = self.decomposition
         correction = torch.zeros_like(theta)
         failed = 0.0
+        slowest = 0.0  # local gradient evaluations of the most expensive block
         for s in self.my_blocks:
+            before = ctx.counters["local_grad_evals"]
             solution, bad = self._local_solve(s, theta)
+            slowest = max(slowest, ctx.counters["local_grad_evals"] - before)
             failed += float(bad)
             delta = solution - dec.restrict(theta, s)
             if self.group is not None and self.group.size > 1 and self.group.rank != 0:
@@ -208,6 +204,10 @@ class Schwarz(Solver):
         buffer = torch.cat([correction, correction.new_tensor([failed])])
         with ctx.timers.phase("communication"):
             ctx.comm.allreduce(buffer)
+            # effective parallel cost (the seed's #g_e): the blocks' local solves run
+            # concurrently, one block per rank, so each outer iteration costs its slowest block
+            slowest = ctx.comm.allreduce_value(slowest, "max")
+        ctx.counters.add("effective_local_grad_evals", slowest)
         correction = buffer[:-1]
         if buffer[-1] > 0:
             ctx.counters.add("failed_local_solves", float(buffer[-1]))
@@ -231,9 +231,12 @@ class Schwarz(Solver):
     def _multiplicative(self, theta: torch.Tensor) -> tuple[tuple[torch.Tensor, Evaluation], float]:
         dec = self.decomposition
         updated = theta.clone()
+        before = self.context.counters["local_grad_evals"]
         for s in self.my_blocks:
             solution, _ = self._local_solve(s, updated)
             dec.restrict(updated, s).copy_(solution)
+        # the sweep is sequential (its evaluations data parallel): every local evaluation counts
+        self.context.counters.add("effective_local_grad_evals", self.context.counters["local_grad_evals"] - before)
         return (updated, self.objective.evaluate(updated)), 1.0
 
     # -- as a solver on its own --------------------------------------------
