@@ -101,7 +101,16 @@ def _row(name: str, out: dict, target: float, base: dict | None) -> list[str]:
 
 
 def _table(rows: list[list[str]]) -> str:
-    head = ["method", "reached", "iters", "eff. grad evals", "wall [s]", "best error", "evals: lbfgs/this", "time: lbfgs/this"]
+    head = [
+        "method",
+        "reached",
+        "iters",
+        "eff. grad evals",
+        "wall [s]",
+        "best error",
+        "evals: lbfgs/this",
+        "time: lbfgs/this",
+    ]
     widths = [max(len(r[c]) for r in rows + [head]) for c in range(len(head))]
     fmt = "  ".join(f"{{:{w}}}" for w in widths)
     return "\n".join([fmt.format(*head)] + [fmt.format(*r) for r in rows])
