@@ -1,0 +1,90 @@
+"""ASPQN/MSPQN under mpiexec: the same iterates on 1, 2 and 4 ranks; impossible rank counts rejected."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import h5py
+import numpy as np
+import pytest
+import yaml
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+LAUNCH_VARS = ("PMI_SIZE", "PMI_RANK", "OMPI_COMM_WORLD_SIZE", "PMIX_RANK", "MPI_LOCALNRANKS", "SLURM_NTASKS")
+LOCAL = {"name": "lbfgs", "memory": 3, "line_search": "strong_wolfe"}
+
+
+def _env():
+    e = {k: v for k, v in os.environ.items() if k not in LAUNCH_VARS and not k.startswith("DDNN_")}
+    e["PYTHONPATH"] = REPO + os.pathsep + e.get("PYTHONPATH", "")
+    e["OMP_NUM_THREADS"] = "1"
+    return e
+
+
+def _input(tmp_path, variant: str, subdomains: int, name: str) -> str:
+    raw = {
+        "problem": {"name": "regression", "n_samples": 240, "n_test": 8},
+        "model": {"name": "mlp", "width": 6, "depth": 3},  # 4 layers
+        "solver": {
+            "name": "lbfgs",
+            "memory": 3,
+            "npc": {
+                "name": "schwarz",
+                "variant": variant,
+                "subdomains": subdomains,
+                "local_iters": 3,
+                "local": LOCAL,
+                "line_search": "armijo",
+            },
+        },
+        "run": {"max_iter": 4, "dtype": "float64", "device": "cpu", "print_every": 0, "checkpoint_every": 0},
+    }
+    path = tmp_path / f"{name}.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    return str(path)
+
+
+def _run(path: str, out: str, ranks: int) -> subprocess.CompletedProcess:
+    cmd = [sys.executable, "-m", "ddnn", path, "--out", out, "--quiet"]
+    if ranks > 1:
+        cmd = ["mpiexec", "-n", str(ranks), *cmd]
+    return subprocess.run(cmd, env=_env(), capture_output=True, text=True, timeout=120, cwd=REPO)
+
+
+def _params_and_history(out: str):
+    with h5py.File(os.path.join(out, "results.h5")) as f:
+        return f["params"][()], {k: f["history"][k][()] for k in ("loss", "effective_grad_evals", "grad_evals")}
+
+
+@pytest.mark.mpi
+@pytest.mark.parametrize(
+    "variant,subdomains,ranks", [("additive", 4, 2), ("additive", 4, 4), ("additive", 2, 4), ("multiplicative", 4, 2)]
+)
+def test_parallel_iterates_equal_serial(tmp_path, variant, subdomains, ranks):
+    path = _input(tmp_path, variant, subdomains, "in")
+    serial = _run(path, str(tmp_path / "serial"), 1)
+    assert serial.returncode == 0, serial.stderr
+    parallel = _run(path, str(tmp_path / "parallel"), ranks)
+    assert parallel.returncode == 0, parallel.stderr
+    p1, h1 = _params_and_history(str(tmp_path / "serial"))
+    pn, hn = _params_and_history(str(tmp_path / "parallel"))
+    # only the order of the data-parallel sums differs: round-off
+    np.testing.assert_allclose(pn, p1, rtol=1e-8, atol=1e-10)
+    np.testing.assert_allclose(hn["loss"], h1["loss"], rtol=1e-9)
+    # the cost measures do not depend on the number of ranks
+    np.testing.assert_array_equal(hn["effective_grad_evals"], h1["effective_grad_evals"])
+    np.testing.assert_array_equal(hn["grad_evals"], h1["grad_evals"])
+    assert h1["loss"][-1] < h1["loss"][0]
+
+
+@pytest.mark.mpi
+def test_blocks_that_cannot_be_shared_evenly_are_an_input_error(tmp_path):
+    path = _input(tmp_path, "additive", 2, "bad")
+    proc = _run(path, str(tmp_path / "out"), 3)
+    assert proc.returncode == 2
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1, proc.stderr
+    assert "solver.npc.subdomains" in lines[0] and "bad.yaml" in lines[0]
+    assert not (tmp_path / "out").exists()
