@@ -95,6 +95,9 @@ class PINNProblem(Problem):
     terms: ClassVar[tuple[str, ...]] = ("interior", "boundary")
     #: points per chunk when evaluating the error metric
     metric_chunk: ClassVar[int] = 65536
+    #: names of the input columns and the shape of the evaluation grid (ij meshgrid, C order)
+    input_names: ClassVar[tuple[str, ...]] = ("x", "t")
+    grid_shape: ClassVar[tuple[int, ...] | None] = None
 
     def __init__(self, options: Any, model: nn.Module, *, device: torch.device, dtype: torch.dtype, seed: int):
         super().__init__(options, model, device=device, dtype=dtype, seed=seed)
@@ -166,7 +169,8 @@ class PINNProblem(Problem):
         return out
 
     @torch.no_grad()
-    def metrics(self) -> dict[str, float]:
+    def _predict_on_grid(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Evaluation points, the network's u (float64) and the reference there."""
         if self._grid is None:
             points, reference = self.evaluation_grid()
             self._grid = (
@@ -175,5 +179,20 @@ class PINNProblem(Problem):
             )
         points, reference = self._grid
         u = torch.cat([self.model(chunk)[:, 0] for chunk in points.split(self.metric_chunk)])
-        err = torch.linalg.vector_norm(u.to(torch.float64) - reference) / torch.linalg.vector_norm(reference)
+        return points, u.to(torch.float64), reference
+
+    def metrics(self) -> dict[str, float]:
+        _, u, reference = self._predict_on_grid()
+        err = torch.linalg.vector_norm(u - reference) / torch.linalg.vector_norm(reference)
         return {"rel_l2_error": float(err)}
+
+    def solution(self) -> dict:
+        """u of the network and the reference on the evaluation grid (see :meth:`Problem.solution`)."""
+        points, u, reference = self._predict_on_grid()
+        return {
+            "inputs": points.to(torch.float64).cpu().numpy(),
+            "prediction": u.cpu().numpy(),
+            "reference": reference.cpu().numpy(),
+            "input_names": self.input_names,
+            "grid_shape": self.grid_shape,
+        }

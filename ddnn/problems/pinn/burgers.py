@@ -67,6 +67,8 @@ class Burgers(PINNProblem):
     def residual(self, x: torch.Tensor, jet: Jet) -> torch.Tensor:
         return jet.first[1] + jet.u * jet.first[0] - self.nu * jet.second[0]
 
+    grid_shape = (256, 100)
+
     def evaluation_grid(self) -> tuple[np.ndarray, np.ndarray]:
         xx, tt = np.meshgrid(np.linspace(-1.0, 1.0, 256), np.linspace(0.0, 0.99, 100), indexing="ij")
         points = np.stack([xx.reshape(-1), tt.reshape(-1)], axis=1)

@@ -69,6 +69,9 @@ class DiffusionTransport(PINNProblem):
     def residual(self, x: torch.Tensor, jet: Jet) -> torch.Tensor:
         return jet.combined[0] + self.b[0] * jet.first[0] + self.b[1] * jet.first[1] - 1.0
 
+    grid_shape = (201, 201)
+    input_names = ("x1", "x2")
+
     def evaluation_grid(self) -> tuple[np.ndarray, np.ndarray]:
         s = np.linspace(0.0, 1.0, 201)
         reference = diffusion_transport_reference(mu=self.mu, b=self.b)

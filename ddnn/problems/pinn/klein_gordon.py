@@ -81,6 +81,8 @@ class KleinGordon(PINNProblem):
         jet = fn(self.model, x, (1,), ())
         return torch.stack([jet.u - rows[:, 2], jet.first[1] - rows[:, 3]], dim=1)
 
+    grid_shape = (201, 201)
+
     def evaluation_grid(self) -> tuple[np.ndarray, np.ndarray]:
         xx, tt = np.meshgrid(np.linspace(-1.0, 1.0, 201), np.linspace(0.0, self.t_end, 201), indexing="ij")
         points = np.stack([xx.reshape(-1), tt.reshape(-1)], axis=1)
