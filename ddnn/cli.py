@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import time
 import traceback
 from typing import NoReturn
 
@@ -98,5 +99,7 @@ def main(argv: list[str] | None = None) -> int:
         traceback.print_exc()
         sys.stderr.flush()
         if comm.size > 1:
+            # The launcher tears the job down on abort and may drop output it has not forwarded yet.
+            time.sleep(0.5)
             comm.abort(1)
         return 1

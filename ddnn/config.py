@@ -146,12 +146,25 @@ def _type_name(tp: Any) -> str:
         args = [a for a in typing.get_args(tp) if a is not type(None)]
         return " or ".join(_type_name(a) for a in args) + " or null"
     if origin is tuple:
-        return "a list of " + _type_name(typing.get_args(tp)[0]).replace("an ", "").replace("a ", "") + "s"
+        return "a list of " + _plural(_type_name(typing.get_args(tp)[0]))
     if origin is dict:
         return "a mapping"
     if dataclasses.is_dataclass(tp):
         return "a mapping"
     return str(tp)
+
+
+def _plural(name: str) -> str:
+    """'an integer' -> 'integers', 'a list of numbers' -> 'lists of numbers' (for list element types)."""
+    if name == "true or false":
+        return "booleans"
+    if name.startswith("one of "):
+        return "values, each " + name
+    for article in ("an ", "a "):
+        if name.startswith(article):
+            head, sep, rest = name[len(article) :].partition(" ")
+            return head + "s" + sep + rest
+    return name
 
 
 def _check_range(value: Any, meta: dict, key: str) -> None:

@@ -169,7 +169,7 @@ def test_plot_history_missing_column_lists_available(runs):
     message = one_line_error(tool("plot_history", runs["adam_s0"], "--y", "nope"), "'nope'", "available:")
     for column in ("loss", "grad_evals", "wall_time", "rel_l2_error"):
         assert column in message
-    one_line_error(tool("plot_history", runs["adam_s0"], "--x", "effective_grad_evals"), "effective_grad_evals")
+    one_line_error(tool("plot_history", runs["adam_s0"], "--x", "local_grad_evals"), "local_grad_evals")
 
 
 def test_labels_and_seed_groups(runs):

@@ -1,6 +1,6 @@
 """Nested Python trees <-> HDF5 groups, exactly.
 
-Dicts become groups (insertion order kept), tensors and arrays datasets
+Dicts become groups (insertion order and integer keys kept), tensors and arrays datasets
 (dtype kept; bit-exact round trip), numbers, strings, booleans and ``None``
 attributes, lists and tuples groups marked as sequences. Solver states,
 RNG states, counters and histories are all such trees.
@@ -8,6 +8,7 @@ RNG states, counters and histories are all such trees.
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import h5py
@@ -18,6 +19,7 @@ __all__ = ["write_tree", "read_tree"]
 
 _KIND = "__kind__"
 _NONE = "__none__"
+_ORDER = "__order__"  # JSON list of a dict's keys: attributes and datasets do not share one creation order
 
 
 def _tensor_to_numpy(t: torch.Tensor) -> tuple[np.ndarray, str | None]:
@@ -29,11 +31,16 @@ def _tensor_to_numpy(t: torch.Tensor) -> tuple[np.ndarray, str | None]:
 
 def write_tree(group: h5py.Group, tree: dict[str, Any]) -> None:
     """Write the dict ``tree`` into ``group`` (recursively)."""
-    for key, value in tree.items():
-        key = str(key)
-        if "/" in key:
-            raise ValueError(f"tree key {key!r} contains '/'")
-        _write(group, key, value)
+    names = [str(key) for key in tree]
+    if len(set(names)) != len(names):
+        raise ValueError(f"tree keys {list(tree)!r} collide as strings")
+    for name, value in zip(names, tree.values()):
+        if "/" in name or name in (_KIND, _ORDER):
+            raise ValueError(f"tree key {name!r} is not allowed")
+        _write(group, name, value)
+    # integer keys (torch optimizer states are keyed by parameter index) come back as integers
+    order = [k if isinstance(k, int) and not isinstance(k, bool) else n for k, n in zip(tree, names)]
+    group.attrs[_ORDER] = json.dumps(order)
 
 
 def _write(group: h5py.Group, key: str, value: Any) -> None:
@@ -72,7 +79,7 @@ def read_tree(group: h5py.Group) -> Any:
     """Read a tree written by :func:`write_tree` (tensors come back as CPU tensors)."""
     items: dict[str, Any] = {}
     for key, value in group.attrs.items():
-        if key == _KIND:
+        if key in (_KIND, _ORDER):
             continue
         items[key] = _attr(value)
     for key, node in group.items():
@@ -93,7 +100,9 @@ def read_tree(group: h5py.Group) -> Any:
     if kind in ("list", "tuple"):
         seq = [items[str(i)] for i in range(len(items))]
         return seq if kind == "list" else tuple(seq)
-    # keep the written order: attributes and children interleave in the writer
+    order = group.attrs.get(_ORDER)
+    if order is not None:  # the written order: attributes and children interleave in the writer
+        items = {key: items[str(key)] for key in json.loads(order)}
     return items
 
 

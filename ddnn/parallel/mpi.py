@@ -57,6 +57,11 @@ class MPIComm(Comm):
         return tensor.numpy()
 
     def _host_allreduce(self, tensor: torch.Tensor, op: ReduceOp) -> None:
+        if tensor.dtype == torch.bfloat16:  # MPI has no bfloat16: reducing its int16 bits would be garbage
+            wide = tensor.float()
+            self.world.Allreduce(self._MPI.IN_PLACE, wide.numpy(), op=self._ops[op])
+            tensor.copy_(wide)
+            return
         self.world.Allreduce(self._MPI.IN_PLACE, self._view(tensor), op=self._ops[op])
 
     # -- tensors ---------------------------------------------------------
