@@ -163,7 +163,9 @@ class SolverOptimizer(torch.optim.Optimizer):
         **options: Any,
     ):
         entry = registry.lookup("solver", solver)
-        solver_options = config._build_dataclass(entry.options, dict(options), f"ddnn.optim.{entry.cls.__name__}")
+        solver_options = config.section(
+            "solver", {"name": solver, **options}, f"ddnn.optim.{entry.cls.__name__}"
+        ).options
         defaults = {"lr": getattr(solver_options, "lr", 0.0), "max_iter": max_iter, "reevaluate": reevaluate}
         super().__init__(params, defaults)
         if len(self.param_groups) != 1:
