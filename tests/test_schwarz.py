@@ -46,7 +46,7 @@ def test_one_block_is_lbfgs_after_local_lbfgs_steps(variant):
     k = 3
     problem = _problem()
     theta0 = problem.params.flat.clone()
-    aspqn, _, _ = _solver(problem, _aspqn(variant, 1, k))
+    aspqn, _, _ = _solver(problem, _aspqn(variant, 1, k, reset_local=True))
     reference_global, objective, _ = _solver(problem, {"name": "lbfgs", "memory": 3})
     theta = theta0.clone()
     for _ in range(3):

@@ -68,7 +68,9 @@ class SchwarzOptions:
     overlap: int = option(0, "whole layers shared with each neighbouring block (partition of unity)", min=0)
     local_iters: int = option(5, "local solver steps per block and outer iteration", min=1)
     local: Section = component("solver", "lbfgs", "the local solver of every block")
-    reset_local: bool = option(True, "start every local solve with a fresh local solver state (history)")
+    reset_local: bool = option(
+        False, "start every local solve with a fresh local solver (false: keep each block's L-BFGS history)"
+    )
     line_search: Section = component(
         "line_search", "armijo", "line search on the step α of the summed additive correction"
     )

@@ -63,7 +63,7 @@ def _preconditioned(variant: str, subdomains: int, local_iters: int) -> dict:
             "variant": variant,
             "subdomains": subdomains,
             "local_iters": local_iters,
-            "local": _lbfgs(),
+            "local": {"name": "lbfgs", "memory": 3, "line_search": "armijo"},
             "line_search": "armijo",
         },
     }
