@@ -85,6 +85,11 @@ def _first_reach(h: dict, target: float) -> int | None:
     return int(hits[0]) if hits.size else None
 
 
+def _training_time(h: dict, i: int) -> float:
+    """Wall time up to row i without the time spent evaluating metrics (runs differ in iterations)."""
+    return float(h["wall_time"][i] - h.get("time_metrics", np.zeros_like(h["wall_time"]))[i])
+
+
 def _row(name: str, out: dict, target: float, base: dict | None) -> list[str]:
     h = out["history"]
     i = _first_reach(h, target)
@@ -93,7 +98,7 @@ def _row(name: str, out: dict, target: float, base: dict | None) -> list[str]:
         return [name, "no", "-", "-", "-", f"{best:.3e}", "-", "-"]
     iters = int(h["iteration"][i])
     evals = float(h["effective_grad_evals"][i])
-    wall = float(h["wall_time"][i])
+    wall = _training_time(h, i)
     cells = [name, "yes", str(iters), f"{evals:.0f}", f"{wall:.1f}", f"{best:.3e}"]
     if base is None:
         return cells + ["1.0", "1.0"]
@@ -122,7 +127,7 @@ def compare(args: argparse.Namespace) -> None:
     target = float(np.nanmin(lbfgs["history"]["rel_l2_error"]))
     i = _first_reach(lbfgs["history"], target)
     h = lbfgs["history"]
-    base = {"evals": float(h["effective_grad_evals"][i]), "wall": float(h["wall_time"][i])}
+    base = {"evals": float(h["effective_grad_evals"][i]), "wall": _training_time(h, i)}
     print(f"# target = best L-BFGS error {target:.3e}", flush=True)
     rows = [_row("lbfgs", lbfgs, target, None)]
     for variant, label in (("additive", "aspqn"), ("multiplicative", "mspqn")):
@@ -149,21 +154,25 @@ def ranks(args: argparse.Namespace) -> None:
         path = os.path.join(tmp, "in.yaml")
         with open(path, "w") as fh:
             yaml.safe_dump(raw, fh)
-        for p in (1, n):
-            out = os.path.join(tmp, f"np{p}")
+        # 1 rank with every core as threads, 1 rank with one thread, n ranks (cores / n threads each)
+        for label, p, threads in (("1 rank", 1, None), ("1 rank, 1 thread", 1, "1"), (f"{n} ranks", n, None)):
+            out = os.path.join(tmp, f"np{p}_{threads}")
             cmd = ["mpirun", "-n", str(p), sys.executable, "-m", "ddnn", path, "--out", out, "--quiet"]
-            env = dict(os.environ, PYTHONPATH=os.path.join(os.path.dirname(__file__), "..", ".."))
+            env = {k: v for k, v in os.environ.items() if k != "OMP_NUM_THREADS"}
+            env["PYTHONPATH"] = os.path.join(os.path.dirname(__file__), "..", "..")
+            if threads:
+                env["OMP_NUM_THREADS"] = threads
             subprocess.run(cmd, check=True, env=env)
             import h5py
 
             with h5py.File(os.path.join(out, "results.h5")) as f:
-                times[p] = float(f["history/wall_time"][-1])
-    speedup = times[1] / times[n]
-    print(
-        f"# ASPQN S={n}, {args.rank_iters} iterations, {args.problem} {args.points} points: "
-        f"1 rank {times[1]:.1f} s, {n} ranks {times[n]:.1f} s, speedup {speedup:.2f}x, "
-        f"efficiency {speedup / n:.0%} (cores: {os.cpu_count()})"
-    )
+                times[label] = float(f["history/wall_time"][-1])
+    print(f"# ASPQN S={n}, {args.rank_iters} iterations, {args.problem} {args.points} points (cores: {os.cpu_count()})")
+    for label, t in times.items():
+        print(f"{label:>18}: {t:.2f} s")
+    for label in ("1 rank", "1 rank, 1 thread"):
+        speedup = times[label] / times[f"{n} ranks"]
+        print(f"speedup {n} ranks vs {label}: {speedup:.2f}x (efficiency {speedup / n:.0%})")
 
 
 def main() -> None:
