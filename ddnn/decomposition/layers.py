@@ -127,10 +127,6 @@ class LayerDecomposition:
             out[b.start : b.stop] += y
         return out
 
-    def owner(self, s: int, size: int) -> int:
-        """The rank that solves block ``s`` when ``size`` ranks share the blocks round-robin."""
-        return s % size
-
     def blocks_of(self, rank: int, size: int) -> list[int]:
         """Blocks solved by ``rank`` (round-robin; several per rank when S > size)."""
         return [s for s in range(len(self.blocks)) if s % size == rank]
