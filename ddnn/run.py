@@ -413,6 +413,11 @@ class Run:
                     if samples is not None:
                         self._set_samples(samples)
         elapsed = time.perf_counter() - start
+        if self.iteration % run.metrics_every != 0 and self.history.rows:
+            # the final iterate's metrics, also when the cadence skipped the last iteration
+            metrics = self._metrics()
+            for name, value in metrics.items():
+                self.history.set_last(name, value)
         # A signal interrupts the run: the checkpoint records it as unfinished so that it can be resumed.
         self._write(elapsed, None if reason == Reason.SIGNAL else reason)
         loss = report.loss if report is not None else self.history.last("loss")
