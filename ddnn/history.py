@@ -25,11 +25,6 @@ class History:
             if len(column) < self.rows:
                 column.append(math.nan)
 
-    def set_last(self, name: str, value: float) -> None:
-        """Set ``name`` in the last row (adding the column, NaN elsewhere, if new)."""
-        column = self.columns.setdefault(name, [math.nan] * self.rows)
-        column[-1] = float(value)
-
     def last(self, name: str) -> float:
         column = self.columns.get(name)
         return column[-1] if column else math.nan

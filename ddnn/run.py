@@ -18,6 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import torch
 
 import ddnn
@@ -146,6 +147,7 @@ class Run:
         self.iteration = 0
         self.elapsed_before = 0.0
         self._metric_names: set[str] = set()
+        self._final_metrics: dict[str, float] = {}
         agree(comm, self._build)
         self.resume_state = self._read_resume() if resume else None
 
@@ -286,7 +288,10 @@ class Run:
             write_checkpoint(os.path.join(self.out_dir, CHECKPOINT), attrs, state)
             params = self.problem.params.flat.detach().cpu().numpy()
             solution = self.problem.solution() if reason is not None else None
-            write_results(os.path.join(self.out_dir, RESULTS), attrs, self.history.arrays(), params, solution)
+            history = self.history.arrays()
+            for name, value in self._final_metrics.items():
+                history.setdefault(name, np.full(self.history.rows, np.nan))[-1] = value
+            write_results(os.path.join(self.out_dir, RESULTS), attrs, history, params, solution)
 
     # -- the loop --------------------------------------------------------
     def _resample_due(self, iteration: int) -> bool:
@@ -414,10 +419,9 @@ class Run:
                         self._set_samples(samples)
         elapsed = time.perf_counter() - start
         if self.iteration % run.metrics_every != 0 and self.history.rows:
-            # the final iterate's metrics, also when the cadence skipped the last iteration
-            metrics = self._metrics()
-            for name, value in metrics.items():
-                self.history.set_last(name, value)
+            # the final iterate's metrics, also when the cadence skipped the last iteration; they go to
+            # the results file only, so that the checkpoint's history stays that of an uninterrupted run
+            metrics = self._final_metrics = self._metrics()
         # A signal interrupts the run: the checkpoint records it as unfinished so that it can be resumed.
         self._write(elapsed, None if reason == Reason.SIGNAL else reason)
         loss = report.loss if report is not None else self.history.last("loss")
