@@ -10,6 +10,7 @@ tests that need a real :class:`~ddnn.solvers.objective.Objective`.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -29,7 +30,24 @@ __all__ = [
     "LeastSquaresProblem",
     "make_mlp",
     "least_squares_objective",
+    "REPO",
+    "subprocess_env",
 ]
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def subprocess_env(**extra: str) -> dict[str, str]:
+    """The environment for a ``python -m ddnn`` (or mpiexec) child: this repository on the path,
+    one thread, and no variables of an enclosing MPI launch or of ddnn's own switches."""
+    from ddnn.parallel import LAUNCH_VARS
+
+    dropped = (*LAUNCH_VARS, "SLURM_NTASKS")
+    env = {k: v for k, v in os.environ.items() if k not in dropped and not k.startswith("DDNN_")}
+    env["PYTHONPATH"] = REPO + os.pathsep + env.get("PYTHONPATH", "")
+    env["OMP_NUM_THREADS"] = "1"
+    env.update(extra)
+    return env
 
 
 class FunctionObjective:

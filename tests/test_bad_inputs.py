@@ -11,9 +11,9 @@ from dataclasses import dataclass
 
 import pytest
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from tests.helpers import REPO, subprocess_env
+
 BAD = os.path.join(REPO, "tests", "inputs", "bad")
-LAUNCH_VARS = ("PMI_SIZE", "PMI_RANK", "OMPI_COMM_WORLD_SIZE", "PMIX_RANK", "MPI_LOCALNRANKS", "SLURM_NTASKS")
 
 GOOD = """\
 problem: {name: regression, n_samples: 200}
@@ -82,13 +82,6 @@ CLI_CASES: dict[str, Case] = {
 MPI_SUBSET = ["yaml_syntax.yaml", "unknown_nested_key.yaml", "negative_max_iter.yaml"]
 
 
-def env() -> dict[str, str]:
-    e = {k: v for k, v in os.environ.items() if k not in LAUNCH_VARS and not k.startswith("DDNN_")}
-    e["PYTHONPATH"] = REPO + os.pathsep + e.get("PYTHONPATH", "")
-    e["OMP_NUM_THREADS"] = "1"
-    return e
-
-
 def launch(case: Case, tmp: str, ranks: int = 0) -> dict:
     """Run one case in its own empty working directory ``tmp``; return what must be checked."""
     os.makedirs(tmp, exist_ok=True)
@@ -100,7 +93,7 @@ def launch(case: Case, tmp: str, ranks: int = 0) -> dict:
     cmd = [sys.executable, "-m", "ddnn", *args]
     if ranks:
         cmd = ["mpiexec", "-n", str(ranks), *cmd]
-    proc = subprocess.run(cmd, cwd=tmp, env=env(), capture_output=True, text=True, timeout=60)
+    proc = subprocess.run(cmd, cwd=tmp, env=subprocess_env(), capture_output=True, text=True, timeout=60)
     return {
         "cmd": " ".join(cmd),
         "rc": proc.returncode,
@@ -182,7 +175,7 @@ def test_impossible_rank_count(tmp_path):
     proc = subprocess.run(
         ["mpiexec", "-n", "3", sys.executable, "-m", "ddnn", str(inp), "--out", str(cwd / "out")],
         cwd=cwd,
-        env=env(),
+        env=subprocess_env(),
         capture_output=True,
         text=True,
         timeout=60,
@@ -200,7 +193,11 @@ def test_impossible_rank_count(tmp_path):
     )
     # the same file is valid for one rank
     proc = subprocess.run(
-        [sys.executable, "-m", "ddnn", str(inp), "--validate"], env=env(), capture_output=True, text=True, timeout=60
+        [sys.executable, "-m", "ddnn", str(inp), "--validate"],
+        env=subprocess_env(),
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert proc.returncode == 0, proc.stderr
 
@@ -211,7 +208,7 @@ def test_validate(tmp_path):
     proc = subprocess.run(
         [sys.executable, "-m", "ddnn", str(good), "--validate", "--set", "run.max_iter=3"],
         cwd=tmp_path,
-        env=env(),
+        env=subprocess_env(),
         capture_output=True,
         text=True,
         timeout=60,
@@ -223,7 +220,7 @@ def test_validate(tmp_path):
     proc = subprocess.run(
         [sys.executable, "-m", "ddnn", bad, "--validate"],
         cwd=tmp_path,
-        env=env(),
+        env=subprocess_env(),
         capture_output=True,
         text=True,
         timeout=60,

@@ -11,18 +11,9 @@ import torch
 
 from ddnn import parallel
 from ddnn.parallel import SerialComm
+from tests.helpers import REPO, subprocess_env
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SCRIPT = os.path.join(REPO, "tests", "mpi_scripts", "comm_check.py")
-LAUNCH_VARS = ("PMI_SIZE", "PMI_RANK", "OMPI_COMM_WORLD_SIZE", "PMIX_RANK", "MPI_LOCALNRANKS", "SLURM_NTASKS")
-
-
-def env(**extra: str) -> dict[str, str]:
-    e = {k: v for k, v in os.environ.items() if k not in LAUNCH_VARS and k != "DDNN_SERIAL"}
-    e["PYTHONPATH"] = REPO + os.pathsep + e.get("PYTHONPATH", "")
-    e["OMP_NUM_THREADS"] = "1"
-    e.update(extra)
-    return e
 
 
 def test_serial_comm_is_the_identity():
@@ -50,7 +41,7 @@ def test_serial_comm_is_the_identity():
 
 
 def test_init_without_a_launcher_is_serial(monkeypatch):
-    for var in LAUNCH_VARS:
+    for var in (*parallel.LAUNCH_VARS, "SLURM_NTASKS"):
         monkeypatch.delenv(var, raising=False)
     assert not parallel.launched_by_mpi()
     assert isinstance(parallel.init(), SerialComm)
@@ -62,7 +53,9 @@ def test_init_without_a_launcher_is_serial(monkeypatch):
 
 def test_no_mpi_at_import_time():
     code = "import sys, ddnn.parallel, ddnn.cli, ddnn.run; sys.exit(1 if 'mpi4py.MPI' in sys.modules else 0)"
-    proc = subprocess.run([sys.executable, "-c", code], env=env(), timeout=60, capture_output=True, text=True)
+    proc = subprocess.run(
+        [sys.executable, "-c", code], env=subprocess_env(), timeout=60, capture_output=True, text=True
+    )
     assert proc.returncode == 0, "mpi4py.MPI was imported at import time" + proc.stderr
 
 
@@ -89,7 +82,7 @@ def test_select_device_cpu():
 def test_mpi_comm_collectives(n):
     proc = subprocess.run(
         ["mpiexec", "-n", str(n), sys.executable, SCRIPT, str(n)],
-        env=env(),
+        env=subprocess_env(),
         cwd=REPO,
         timeout=60,
         capture_output=True,
@@ -103,7 +96,11 @@ def test_mpi_comm_collectives(n):
 def test_one_rank_under_mpiexec_is_serial():
     code = "from ddnn import parallel; c = parallel.init(); print(type(c).__name__, c.size)"
     proc = subprocess.run(
-        ["mpiexec", "-n", "1", sys.executable, "-c", code], env=env(), timeout=60, capture_output=True, text=True
+        ["mpiexec", "-n", "1", sys.executable, "-c", code],
+        env=subprocess_env(),
+        timeout=60,
+        capture_output=True,
+        text=True,
     )
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.split() == ["SerialComm", "1"]
@@ -117,7 +114,7 @@ def test_ddnn_serial_forces_serial_under_mpiexec():
     )
     proc = subprocess.run(
         ["mpiexec", "-n", "2", sys.executable, "-c", code],
-        env=env(DDNN_SERIAL="1"),
+        env=subprocess_env(DDNN_SERIAL="1"),
         timeout=60,
         capture_output=True,
         text=True,

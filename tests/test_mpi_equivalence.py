@@ -11,16 +11,9 @@ import numpy as np
 import pytest
 import yaml
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-LAUNCH_VARS = ("PMI_SIZE", "PMI_RANK", "OMPI_COMM_WORLD_SIZE", "PMIX_RANK", "MPI_LOCALNRANKS", "SLURM_NTASKS")
+from tests.helpers import REPO, subprocess_env
+
 LOCAL = {"name": "lbfgs", "memory": 3, "line_search": "strong_wolfe"}
-
-
-def _env():
-    e = {k: v for k, v in os.environ.items() if k not in LAUNCH_VARS and not k.startswith("DDNN_")}
-    e["PYTHONPATH"] = REPO + os.pathsep + e.get("PYTHONPATH", "")
-    e["OMP_NUM_THREADS"] = "1"
-    return e
 
 
 def _input(tmp_path, variant: str, subdomains: int, name: str) -> str:
@@ -50,7 +43,7 @@ def _run(path: str, out: str, ranks: int) -> subprocess.CompletedProcess:
     cmd = [sys.executable, "-m", "ddnn", path, "--out", out, "--quiet"]
     if ranks > 1:
         cmd = ["mpiexec", "-n", str(ranks), *cmd]
-    return subprocess.run(cmd, env=_env(), capture_output=True, text=True, timeout=120, cwd=REPO)
+    return subprocess.run(cmd, env=subprocess_env(), capture_output=True, text=True, timeout=120, cwd=REPO)
 
 
 def _params_and_history(out: str):

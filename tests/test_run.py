@@ -22,9 +22,8 @@ import yaml
 
 from ddnn import config as cfg
 from ddnn.io import CHECKPOINT, RESULTS, read_checkpoint
+from tests.helpers import subprocess_env
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-LAUNCH_VARS = ("PMI_SIZE", "PMI_RANK", "OMPI_COMM_WORLD_SIZE", "PMIX_RANK", "MPI_LOCALNRANKS", "SLURM_NTASKS")
 N = 6  # iterations of the reference runs
 
 BASE = {
@@ -35,14 +34,6 @@ BASE = {
 }
 
 FINAL_REASONS = {"MAX_ITER", "MAX_GRAD_EVALS", "TARGET_LOSS", "TARGET_METRIC", "WALL_TIME"}
-
-
-def env(**extra: str) -> dict[str, str]:
-    e = {k: v for k, v in os.environ.items() if k not in LAUNCH_VARS and not k.startswith("DDNN_")}
-    e["PYTHONPATH"] = REPO + os.pathsep + e.get("PYTHONPATH", "")
-    e["OMP_NUM_THREADS"] = "1"
-    e.update(extra)
-    return e
 
 
 def write_input(directory, name: str = "in", **sections) -> str:
@@ -66,7 +57,12 @@ def command(args, ranks: int = 0) -> list[str]:
 
 def ddnn(args, cwd, ranks: int = 0, timeout: float = 60, check: bool = True, **extra_env):
     proc = subprocess.run(
-        command(args, ranks), cwd=str(cwd), env=env(**extra_env), capture_output=True, text=True, timeout=timeout
+        command(args, ranks),
+        cwd=str(cwd),
+        env=subprocess_env(**extra_env),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
     )
     if check:
         assert proc.returncode == 0, f"exit {proc.returncode}\n{proc.stdout}\n{proc.stderr}"
@@ -77,7 +73,7 @@ def start(args, cwd, ranks: int = 0, **extra_env) -> subprocess.Popen:
     return subprocess.Popen(
         command(args, ranks),
         cwd=str(cwd),
-        env=env(**extra_env),
+        env=subprocess_env(**extra_env),
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,

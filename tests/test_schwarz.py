@@ -65,8 +65,14 @@ def test_additive_correction_gathers_the_block_solutions():
     """With disjoint blocks and α = 1, G(θ) is the concatenation of the local solutions."""
     problem = _problem()
     theta = problem.params.flat.clone()
-    schwarz_raw = {"name": "schwarz", "variant": "additive", "subdomains": 3, "local_iters": 2, "local": LOCAL,
-                   "line_search": "fixed"}
+    schwarz_raw = {
+        "name": "schwarz",
+        "variant": "additive",
+        "subdomains": 3,
+        "local_iters": 2,
+        "local": LOCAL,
+        "line_search": "fixed",
+    }
     schwarz, objective, _ = _solver(problem, schwarz_raw)
     half, ev, alpha = schwarz.apply(theta, None)
     assert alpha == 1.0

@@ -14,17 +14,17 @@ import torch
 
 from ddnn.parallel.comm import Comm, SerialComm
 
-__all__ = ["Comm", "SerialComm", "init", "launched_by_mpi", "select_device", "set_threads"]
+__all__ = ["Comm", "SerialComm", "LAUNCH_VARS", "init", "launched_by_mpi", "select_device", "set_threads"]
 
 # Variables set by MPICH/Hydra, Open MPI, PMIx and Slurm for every launched rank.
-_LAUNCH_VARS = ("PMI_SIZE", "PMI_RANK", "OMPI_COMM_WORLD_SIZE", "PMIX_RANK", "MPI_LOCALNRANKS")
+LAUNCH_VARS = ("PMI_SIZE", "PMI_RANK", "OMPI_COMM_WORLD_SIZE", "PMIX_RANK", "MPI_LOCALNRANKS")
 
 
 def launched_by_mpi() -> bool:
     """Whether an MPI launcher (mpiexec, mpirun, srun with PMI) started this process."""
     if os.environ.get("DDNN_SERIAL"):
         return False
-    return any(v in os.environ for v in _LAUNCH_VARS) or int(os.environ.get("SLURM_NTASKS", "1")) > 1
+    return any(v in os.environ for v in LAUNCH_VARS) or int(os.environ.get("SLURM_NTASKS", "1")) > 1
 
 
 def init() -> Comm:
