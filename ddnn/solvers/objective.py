@@ -104,11 +104,9 @@ class Objective:
             terms=dict(zip(terms.keys(), tail[1:])),
         )
 
-    def restrict(
-        self, start: int, stop: int, counter: str = "local_grad_evals", comm: Comm | None = None
-    ) -> BlockObjective:
-        """The loss as a function of ``θ[start:stop]``, rank-local unless ``comm`` is given."""
-        return BlockObjective(self, start, stop, counter, comm)
+    def restrict(self, start: int, stop: int) -> BlockObjective:
+        """This loss as a function of ``θ[start:stop]`` (same samples, communicator and counter)."""
+        return BlockObjective(self, start, stop)
 
 
 class BlockObjective:
@@ -118,8 +116,8 @@ class BlockObjective:
     autograd skips the parameters outside the block.
     """
 
-    def __init__(self, parent: Objective, start: int, stop: int, counter: str, comm: Comm | None):
-        self.parent = Objective(parent.problem, parent.samples, comm, parent.counters, counter, parent.timers)
+    def __init__(self, parent: Objective, start: int, stop: int):
+        self.parent = parent
         self.start, self.stop = start, stop
         self.n = stop - start
         self.base = parent.params.flat.clone()

@@ -146,7 +146,7 @@ class Schwarz(Solver):
                 comm = None
             parent = Objective(ctx.problem, samples, comm, ctx.counters, "local_grad_evals", ctx.timers)
             block = self.decomposition.blocks[s]
-            self.local_objectives[s] = parent.restrict(block.start, block.stop, "local_grad_evals", comm)
+            self.local_objectives[s] = parent.restrict(block.start, block.stop)
         return self.local_objectives[s]
 
     def _local_solve(self, s: int, theta: torch.Tensor) -> tuple[torch.Tensor, bool]:

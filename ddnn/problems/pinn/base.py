@@ -103,6 +103,7 @@ class PINNProblem(Problem):
         super().__init__(options, model, device=device, dtype=dtype, seed=seed)
         self.use_jet = options.derivatives == "taylor" and supports_jet(self.model)
         self._grid: tuple[torch.Tensor, torch.Tensor] | None = None
+        self._training: Samples | None = None
 
     # -- to be defined by each problem -------------------------------------
 
@@ -146,7 +147,9 @@ class PINNProblem(Problem):
         return Samples.whole(terms)
 
     def training_samples(self) -> Samples:
-        return self.sample(self.seed)
+        if self._training is None:  # drawn once: solvers and block objectives share it
+            self._training = self.sample(self.seed)
+        return self._training
 
     def resample(self, iteration: int) -> Samples | None:
         every = self.options.resample_every
