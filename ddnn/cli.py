@@ -17,6 +17,7 @@ from typing import NoReturn
 from ddnn import config as cfg
 from ddnn import registry
 from ddnn.errors import InputError
+from ddnn.options import describe_options
 
 __all__ = ["main", "list_components"]
 
@@ -48,18 +49,17 @@ def _parser() -> argparse.ArgumentParser:
 
 def list_components() -> str:
     """The reference of the input format: every section and registered component with its options."""
-    lines = ["ddnn input format. Top-level sections: problem, model, solver, run, output.", ""]
-    lines.append("run:")
-    lines += cfg.describe_options(cfg.RunOptions)
-    lines.append("output:")
-    lines += cfg.describe_options(cfg.OutputOptions)
+    lines = ["ddnn input format. Top-level sections: problem, model, solver, data, run, output.", ""]
+    for name, options in (("run", cfg.RunOptions), ("data", cfg.DataOptions), ("output", cfg.OutputOptions)):
+        lines.append(f"{name}: {options.__doc__.strip().splitlines()[0]}")
+        lines += describe_options(options)
     for kind in registry.kinds():
         lines.append("")
         lines.append(f"== {kind} (choose with name: ...) ==")
         for name in registry.names(kind):
             entry = registry.lookup(kind, name)
             lines.append(f"{name}: {entry.summary}")
-            lines += cfg.describe_options(entry.options)
+            lines += describe_options(entry.options)
     return "\n".join(lines)
 
 

@@ -1,13 +1,17 @@
 """Input files: YAML -> validated, frozen, documented configuration.
 
-Every option of every component is a field of a frozen dataclass declared
-with :func:`option` (default, one-line doc, range checks). A component
-section of the YAML (``problem``, ``model``, ``solver`` and any nested solver
-or line search) names its registered class with ``name:``; the remaining
-keys must be fields of that class's options. Unknown keys, wrong types and
-out-of-range values raise :class:`~ddnn.errors.ConfigError` naming the dotted
-key path. The resolved configuration (all defaults filled in) is what every
-results file records; it is never mutated.
+Options are declared with :mod:`ddnn.options` (every option a field of a
+frozen dataclass with a default, a one-line doc and range checks). A
+component section of the YAML (``problem``, ``model``, ``solver`` and any
+nested solver, line search or subproblem solver) names its registered class
+with ``name:``; the remaining keys must be fields of that class's options.
+Unknown keys, duplicate keys, wrong types, non-finite numbers and
+out-of-range values raise :class:`~ddnn.errors.ConfigError` naming the
+dotted key path. A parsed input is then checked against the job it will run
+in (:class:`Setup`: the number of ranks, the network's layers, CUDA), so
+that ``--validate`` refuses everything a run would refuse. The resolved
+configuration (all defaults filled in) is what every results file records;
+it is never mutated.
 
 Rank 0 reads and validates; the result or the error is broadcast so that
 every rank raises the same error (:func:`load`).
@@ -18,94 +22,131 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
+import re
 import types
 import typing
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Literal, Optional, Union
 
 import yaml
 
 from ddnn import registry
 from ddnn.errors import ConfigError, InputError
+from ddnn.options import MISSING, Section, Setup, component, option, type_name
 
 __all__ = [
-    "option",
-    "component",
-    "Section",
+    "Cadence",
     "RunOptions",
+    "DataOptions",
     "OutputOptions",
     "Config",
+    "Setup",
     "section",
     "parse",
     "load",
+    "load_local",
+    "read_yaml",
     "apply_overrides",
     "to_dict",
     "to_yaml",
-    "describe_options",
+    "MAX_VALUES",
 ]
 
-_MISSING = dataclasses.MISSING
+#: most values (scalars and containers, aliases expanded) an input may hold
+MAX_VALUES = 100_000
+#: the largest magnitude of an integer option (torch's int64)
+_INT64_MAX = 2**63 - 1
 
 
-def option(default: Any = _MISSING, doc: str = "", **checks: Any) -> Any:
-    """A documented option field.
-
-    Parameters
-    ----------
-    default : the default value (omit for a required option)
-    doc : one line for ``--list``
-    checks : ``min``, ``max`` (inclusive), ``gt``, ``lt`` (exclusive),
-        ``existing_file`` (a path that must exist)
-    """
-    meta = {"doc": doc, **checks}
-    if isinstance(default, (list, dict)):
-        raise TypeError("use a tuple, not a list, as the default of an option")
-    return field(default=default, metadata=meta)
-
-
-def component(kind: str, default: str | None = None, doc: str = "") -> Any:
-    """A nested component section (e.g. a local solver) of the given kind.
-
-    ``default`` names the component used when the key is absent (its options
-    take their defaults); ``None`` means the section is optional and absent.
-    """
-    meta = {"doc": doc, "kind": kind, "default_name": default}
-    return field(default=None, metadata=meta)
+# ---------------------------------------------------------------------------
+# Option types of the run section
 
 
 @dataclass(frozen=True)
-class Section:
-    """A validated component section: its kind, registered name and options."""
+class Cadence:
+    """How often something happens: every ``count`` iterations or epochs (0: never).
 
-    kind: str
-    name: str
-    options: Any
+    Written in YAML as an integer (iterations) or as text such as ``"2 epochs"``,
+    ``"1 epoch"`` or ``"50 iterations"``.
+    """
 
-    def __getattr__(self, item: str) -> Any:  # section.max_iter reads the option
-        if item.startswith("__"):
-            raise AttributeError(item)
-        return getattr(object.__getattribute__(self, "options"), item)
+    count: int
+    unit: Literal["iteration", "epoch"] = "iteration"
+
+    type_name: typing.ClassVar[str] = "an integer (iterations) or 'N epochs'"
+    _TEXT: typing.ClassVar[re.Pattern] = re.compile(r"^\s*(\d+)\s*(iterations?|epochs?)\s*$")
+
+    @classmethod
+    def from_config(cls, value: Any, key: str, meta: dict) -> Cadence:
+        if isinstance(value, bool):
+            raise ConfigError(key, f"expected {cls.type_name}, got {_show(value)}")
+        if isinstance(value, int):
+            count, unit = value, "iteration"
+        elif isinstance(value, str) and cls._TEXT.match(value):
+            number, word = cls._TEXT.match(value).groups()
+            count, unit = int(number), "epoch" if word.startswith("epoch") else "iteration"
+        else:
+            raise ConfigError(key, f"expected {cls.type_name}, got {_show(value)}")
+        low = meta.get("min", 0)
+        if count < low:
+            raise ConfigError(key, f"expected a value >= {low}, got {count}")
+        if count > 10**12:
+            raise ConfigError(key, f"expected a value <= 10**12, got {count}")
+        return cls(count, unit)
+
+    def to_config(self) -> int | str:
+        return self.count if self.unit == "iteration" else f"{self.count} epochs"
+
+    def __str__(self) -> str:
+        return str(self.to_config())
+
+    def due(self, iteration: int, epoch_ended: bool, epoch: int) -> bool:
+        """Whether the event is due after ``iteration`` (and, for epoch cadences, an epoch that just ended)."""
+        if self.count == 0:
+            return False
+        if self.unit == "iteration":
+            return iteration % self.count == 0
+        return epoch_ended and epoch % self.count == 0
 
 
 @dataclass(frozen=True)
 class RunOptions:
     """How long to run, what to record, and where."""
 
-    max_iter: int = option(100, "stop after this many iterations", min=0)
-    max_grad_evals: Optional[int] = option(None, "stop after this many gradient evaluations", min=1)
+    max_iter: int = option(100, "stop after this many iterations", min=0, max=10**12)
+    max_epochs: Optional[int] = option(None, "stop after this many epochs (passes over the training set)", min=1)
+    max_grad_evals: Optional[int] = option(None, "stop after this many gradient evaluations", min=1, max=10**15)
     target_loss: Optional[float] = option(None, "stop when the loss is at or below this value")
-    target_metric: Optional[str] = option(None, "metric for target_value (e.g. rel_l2_error)")
+    target_metric: Optional[str] = option(None, "metric for target_value (e.g. rel_l2_error, accuracy)")
     target_value: Optional[float] = option(
         None, "stop when target_metric reaches this (below for errors, above for accuracy)"
     )
     wall_time: Optional[float] = option(None, "stop after this many seconds of training", gt=0)
-    print_every: int = option(10, "progress line on rank 0 every N iterations (0: none)", min=0)
-    metrics_every: int = option(1, "evaluate metrics every N iterations", min=1)
-    checkpoint_every: int = option(100, "checkpoint every N iterations (0: only at the end)", min=0)
-    seed: int = option(0, "seed of every random choice (sampling, initialisation)", min=0)
+    print_every: Cadence = option(Cadence(10), "progress line on rank 0 every N iterations or 'N epochs' (0: none)")
+    metrics_every: Cadence = option(Cadence(1), "evaluate metrics every N iterations or 'N epochs'", min=1)
+    checkpoint_every: Cadence = option(Cadence(100), "checkpoint every N iterations or 'N epochs' (0: only at the end)")
+    seed: int = option(0, "seed of every random choice (sampling, initialisation, batches)", min=0, max=2**32 - 1)
     dtype: Literal["float32", "float64"] = option("float32", "floating-point precision")
     device: Literal["auto", "cpu", "cuda"] = option("auto", "auto: the node-local GPU when CUDA exists")
-    threads: Optional[int] = option(None, "torch threads per rank (default: cores per node / ranks per node)", min=1)
+    threads: Optional[int] = option(
+        None, "torch threads per rank (default: cores per node / ranks per node)", min=1, max=4096
+    )
+
+
+@dataclass(frozen=True)
+class DataOptions:
+    """Which training samples each iteration sees: the full set or mini-batches, per epoch."""
+
+    batch_size: Optional[int] = option(
+        None, "rows per mini-batch, all loss terms together (null: the full training set every iteration)", min=1
+    )
+    shuffle: bool = option(True, "draw every epoch's batches from a new seeded permutation")
+    overlap: float = option(
+        0.0, "percent of the next batch's rows that a batch also holds (consecutive batches overlap)", min=0.0, lt=100.0
+    )
+    resample_every: int = option(
+        0, "draw new training samples (collocation points) every N iterations, seeded (0: never)", min=0
+    )
 
 
 @dataclass(frozen=True)
@@ -122,49 +163,19 @@ class Config:
     problem: Section = component("problem", None, "the training problem")
     model: Section = component("model", None, "the network (default: the problem's own)")
     solver: Section = component("solver", None, "the optimiser, with nested local/coarse solvers")
+    data: DataOptions = option(DataOptions(), "mini-batches, epochs and resampling of the training samples")
     run: RunOptions = option(RunOptions(), "stop rules, output cadence, precision, device")
     output: OutputOptions = option(OutputOptions(), "output location")
 
 
 # ---------------------------------------------------------------------------
-# Validation
+# Validation of values
 
 
-def _type_name(tp: Any) -> str:
-    origin = typing.get_origin(tp)
-    if tp is bool:
-        return "true or false"
-    if tp is int:
-        return "an integer"
-    if tp is float:
-        return "a number"
-    if tp is str:
-        return "a string"
-    if origin is Literal:
-        return "one of " + ", ".join(repr(a) for a in typing.get_args(tp))
-    if origin in (Union, types.UnionType):
-        args = [a for a in typing.get_args(tp) if a is not type(None)]
-        return " or ".join(_type_name(a) for a in args) + " or null"
-    if origin is tuple:
-        return "a list of " + _plural(_type_name(typing.get_args(tp)[0]))
-    if origin is dict:
-        return "a mapping"
-    if dataclasses.is_dataclass(tp):
-        return "a mapping"
-    return str(tp)
-
-
-def _plural(name: str) -> str:
-    """'an integer' -> 'integers', 'a list of numbers' -> 'lists of numbers' (for list element types)."""
-    if name == "true or false":
-        return "booleans"
-    if name.startswith("one of "):
-        return "values, each " + name
-    for article in ("an ", "a "):
-        if name.startswith(article):
-            head, sep, rest = name[len(article) :].partition(" ")
-            return head + "s" + sep + rest
-    return name
+def _show(value: Any, limit: int = 60) -> str:
+    """``repr(value)`` cut to ``limit`` characters (error messages stay one short line)."""
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def _check_range(value: Any, meta: dict, key: str) -> None:
@@ -176,7 +187,7 @@ def _check_range(value: Any, meta: dict, key: str) -> None:
     ]
     for name, ok, sign in bounds:
         if name in meta and meta[name] is not None and not ok(value, meta[name]):
-            raise ConfigError(key, f"expected a value {sign} {meta[name]}, got {value!r}")
+            raise ConfigError(key, f"expected a value {sign} {meta[name]}, got {_show(value)}")
     if meta.get("existing_file") and not os.path.exists(value):
         raise ConfigError(key, f"file not found: {value}")
 
@@ -188,25 +199,28 @@ def _coerce(value: Any, tp: Any, key: str, meta: dict) -> Any:
         args = typing.get_args(tp)
         if value is None and type(None) in args:
             return None
-        for arg in args:
-            if arg is type(None):
-                continue
+        candidates = [a for a in args if a is not type(None)]
+        for arg in candidates:
             try:
                 return _coerce(value, arg, key, meta)
             except ConfigError:
-                if len([a for a in args if a is not type(None)]) == 1:
+                if len(candidates) == 1:
                     raise
-        raise ConfigError(key, f"expected {_type_name(tp)}, got {value!r}")
+        raise ConfigError(key, f"expected {type_name(tp)}, got {_show(value)}")
+    if isinstance(tp, type) and hasattr(tp, "from_config"):
+        return tp.from_config(value, key, meta)
     if tp is bool:
         if not isinstance(value, bool):
-            raise ConfigError(key, f"expected true or false, got {value!r}")
+            raise ConfigError(key, f"expected true or false, got {_show(value)}")
         return value
     if tp is int:
         if isinstance(value, bool) or not isinstance(value, int):
             if isinstance(value, float) and value.is_integer() and abs(value) < 2**53:
                 value = int(value)
             else:
-                raise ConfigError(key, f"expected an integer, got {value!r}")
+                raise ConfigError(key, f"expected an integer, got {_show(value)}")
+        if abs(value) > _INT64_MAX:
+            raise ConfigError(key, f"expected an integer of at most 19 digits, got {_show(value)}")
         _check_range(value, meta, key)
         return value
     if tp is float:
@@ -214,33 +228,36 @@ def _coerce(value: Any, tp: Any, key: str, meta: dict) -> Any:
             try:
                 value = float(value)
             except ValueError:
-                raise ConfigError(key, f"expected a number, got {value!r}") from None
+                raise ConfigError(key, f"expected a number, got {_show(value)}") from None
         if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise ConfigError(key, f"expected a number, got {value!r}")
-        value = float(value)
-        if math.isnan(value):
-            raise ConfigError(key, "expected a number, got nan")
+            raise ConfigError(key, f"expected a number, got {_show(value)}")
+        try:
+            value = float(value)
+        except OverflowError:
+            raise ConfigError(key, f"expected a finite number, got {_show(value)}") from None
+        if math.isnan(value) or (math.isinf(value) and not meta.get("allow_inf")):
+            raise ConfigError(key, f"expected a finite number, got {value}")
         _check_range(value, meta, key)
         return value
     if tp is str:
         if not isinstance(value, str):
-            raise ConfigError(key, f"expected a string, got {value!r}")
+            raise ConfigError(key, f"expected a string, got {_show(value)}")
         _check_range(value, meta, key)
         return value
     if origin is Literal:
         choices = typing.get_args(tp)
-        if value not in choices:
-            raise ConfigError(key, f"expected one of {', '.join(map(str, choices))}, got {value!r}")
+        if not isinstance(value, (str, int, float, bool)) or value not in choices:
+            raise ConfigError(key, f"expected one of {', '.join(map(str, choices))}, got {_show(value)}")
         return value
     if origin is tuple:
         (item_tp, *_rest) = typing.get_args(tp)
         if not isinstance(value, (list, tuple)):
-            raise ConfigError(key, f"expected {_type_name(tp)}, got {value!r}")
+            raise ConfigError(key, f"expected {type_name(tp)}, got {_show(value)}")
         return tuple(_coerce(v, item_tp, f"{key}[{i}]", meta) for i, v in enumerate(value))
     if origin is dict:
         key_tp, val_tp = typing.get_args(tp)
         if not isinstance(value, dict):
-            raise ConfigError(key, f"expected a mapping, got {value!r}")
+            raise ConfigError(key, f"expected a mapping, got {_show(value)}")
         return {_coerce(k, key_tp, key, {}): _coerce(v, val_tp, f"{key}.{k}", meta) for k, v in value.items()}
     if dataclasses.is_dataclass(tp):
         return _build_dataclass(tp, value, key)
@@ -255,22 +272,24 @@ def _build_dataclass(cls: type, raw: Any, prefix: str, skip: tuple[str, ...] = (
     if raw is None:
         raw = {}
     if not isinstance(raw, dict):
-        raise ConfigError(prefix, f"expected a mapping, got {raw!r}")
+        raise ConfigError(prefix, f"expected a mapping, got {_show(raw)}")
     hints = typing.get_type_hints(cls)
     fields = {f.name: f for f in dataclasses.fields(cls)}
     for key in raw:
         if key not in fields and key not in skip:
             known = ", ".join(sorted(fields)) or "none"
-            raise ConfigError(_join(prefix, str(key)), f"unknown key (known keys: {known})")
+            raise ConfigError(_join(prefix, _show(key, 40).strip("'")), f"unknown key (known keys: {known})")
     values = {}
     for name, f in fields.items():
         key = _join(prefix, name)
         if "kind" in f.metadata:
-            values[name] = _build_section(f.metadata["kind"], raw.get(name), key, f.metadata["default_name"])
+            values[name] = _build_section(
+                f.metadata["kind"], raw.get(name), key, f.metadata["default_name"], f.metadata.get("role")
+            )
         elif name in raw:
             values[name] = _coerce(raw[name], hints[name], key, dict(f.metadata))
-        elif f.default is _MISSING:
-            raise ConfigError(key, f"required, {_type_name(hints[name])}")
+        elif f.default is MISSING:
+            raise ConfigError(key, f"required, {type_name(hints[name])}")
     try:
         obj = cls(**values)
     except (TypeError, ValueError) as err:
@@ -281,7 +300,7 @@ def _build_dataclass(cls: type, raw: Any, prefix: str, skip: tuple[str, ...] = (
     return obj
 
 
-def _build_section(kind: str, raw: Any, key: str, default_name: str | None) -> Section | None:
+def _build_section(kind: str, raw: Any, key: str, default_name: str | None, role: str | None = None) -> Section | None:
     if raw is None:
         if default_name is None:
             return None
@@ -289,19 +308,34 @@ def _build_section(kind: str, raw: Any, key: str, default_name: str | None) -> S
     if isinstance(raw, str):  # "line_search: armijo" is short for {name: armijo}
         raw = {"name": raw}
     if not isinstance(raw, dict):
-        raise ConfigError(key, f"expected a mapping with a 'name', got {raw!r}")
+        raise ConfigError(key, f"expected a mapping with a 'name', got {_show(raw)}")
     name = raw.get("name", default_name)
     if name is None:
-        raise ConfigError(_join(key, "name"), f"required: one of {', '.join(registry.names(kind))}")
+        raise ConfigError(_join(key, "name"), f"required: one of {', '.join(_names(kind, role))}")
     if not isinstance(name, str):
-        raise ConfigError(_join(key, "name"), f"expected a string, got {name!r}")
+        raise ConfigError(_join(key, "name"), f"expected a string, got {_show(name)}")
     try:
         entry = registry.lookup(kind, name)
     except KeyError:
-        known = ", ".join(registry.names(kind))
-        raise ConfigError(_join(key, "name"), f"unknown {kind} {name!r} (known: {known})") from None
+        known = ", ".join(_names(kind, role))
+        raise ConfigError(_join(key, "name"), f"unknown {kind} {_show(name, 40)} (known: {known})") from None
+    if role is not None and role not in getattr(entry.cls, "roles", ()):
+        raise ConfigError(
+            _join(key, "name"),
+            f"{kind} {name!r} cannot be used here "
+            f"({_ROLE_WORDS.get(role, role)}: one of {', '.join(_names(kind, role))})",
+        )
     options = _build_dataclass(entry.options, raw, key, skip=("name",))
     return Section(kind, name, options)
+
+
+_ROLE_WORDS = {"npc": "a nonlinear preconditioner", "local": "a local solver of a subdomain"}
+
+
+def _names(kind: str, role: str | None) -> list[str]:
+    """Registered names of ``kind`` that can take ``role``."""
+    names = registry.names(kind)
+    return [n for n in names if role is None or role in getattr(registry.lookup(kind, n).cls, "roles", ())]
 
 
 def section(kind: str, raw: dict | str, key: str = "") -> Section:
@@ -312,12 +346,23 @@ def section(kind: str, raw: dict | str, key: str = "") -> Section:
     return _build_section(kind, raw, key or kind, None)
 
 
-def parse(raw: Any, world_size: int = 1) -> Config:
+# ---------------------------------------------------------------------------
+# The whole input
+
+
+def parse(raw: Any, world_size: int = 1, setup: Setup | None = None) -> Config:
     """Validate a YAML tree into a :class:`Config`; ``ConfigError`` on bad input.
 
-    ``world_size`` is used by components whose options depend on the number of
-    ranks (through an optional ``check_world(options, world_size, key)`` class
-    method).
+    Parameters
+    ----------
+    raw : the YAML tree
+    world_size : number of ranks of the job
+    setup : what to check the input against; by default the network the
+        input builds (on the meta device: no memory, no random numbers
+        drawn) and this machine's CUDA
+
+    Every component class may check its options against the setup with a
+    class method ``check_setup(options, setup, key)``.
     """
     if raw is None:
         raise ConfigError("", "the input is empty (expected the sections problem, solver, ...)")
@@ -338,8 +383,30 @@ def parse(raw: Any, world_size: int = 1) -> Config:
     config = _build_dataclass(Config, raw, "")
     if config.model is None:
         raise ConfigError("model", "required section is missing (the problem has no default network)")
-    _check_world(config, world_size)
+    if setup is None:
+        setup = job_setup(config, world_size)
+    _check_setup(config, setup)
     return config
+
+
+def job_setup(config: Config, world_size: int) -> Setup:
+    """The :class:`Setup` of ``config`` on ``world_size`` ranks: the network is built on the meta device."""
+    import torch
+
+    from ddnn.flat import layer_bounds
+
+    problem_cls = registry.lookup("problem", config.problem.name).cls
+    input_shape, output_dim = problem_cls.data_shapes(config.problem.options)
+    with torch.device("meta"):
+        try:
+            model = registry.build("model", config.model, input_shape, output_dim)
+        except (ValueError, RuntimeError) as err:
+            raise ConfigError("model", f"cannot build this network: {err}") from None
+    bounds = tuple(layer_bounds(model))
+    n_params = bounds[-1][1] if bounds else 0
+    if n_params == 0:
+        raise ConfigError("model", "the network has no trainable parameters")
+    return Setup(world_size, bounds, n_params, torch.cuda.is_available())
 
 
 def _sections(value: Any, key: str):
@@ -352,12 +419,109 @@ def _sections(value: Any, key: str):
             yield from _sections(getattr(value, f.name), _join(key, f.name))
 
 
-def _check_world(config: Config, world_size: int) -> None:
-    for key, section in _sections(config, ""):
-        entry = registry.lookup(section.kind, section.name)
-        check = getattr(entry.cls, "check_world", None)
+def _check_setup(config: Config, setup: Setup) -> None:
+    """Checks that need the job or the network, and checks across sections."""
+    run, data = config.run, config.data
+    if run.device == "cuda" and not setup.cuda:
+        raise ConfigError("run.device", "cuda requested but CUDA is not available on this machine")
+    problem_cls = registry.lookup("problem", config.problem.name).cls
+    if (run.target_metric is None) != (run.target_value is None):
+        given = "target_metric" if run.target_value is None else "target_value"
+        missing = "target_value" if given == "target_metric" else "target_metric"
+        raise ConfigError(f"run.{given}", f"needs run.{missing} as well")
+    if run.target_metric is not None:
+        known = problem_cls.metric_names(config.problem.options)
+        if run.target_metric not in known:
+            raise ConfigError(
+                "run.target_metric",
+                f"problem {config.problem.name!r} has no metric {run.target_metric!r} (it has: {', '.join(known)})",
+            )
+    if data.resample_every and not problem_cls.can_resample:
+        raise ConfigError("data.resample_every", f"problem {config.problem.name!r} cannot draw new samples")
+    for key, sec in _sections(config, ""):
+        entry = registry.lookup(sec.kind, sec.name)
+        check = getattr(entry.cls, "check_setup", None)
         if check is not None:
-            check(section.options, world_size, key)
+            check(sec.options, setup, key)
+
+
+# ---------------------------------------------------------------------------
+# Reading YAML
+
+
+class _StrictLoader(yaml.SafeLoader):
+    """YAML's safe loader refusing duplicate keys (which would silently keep the last value)."""
+
+    def construct_mapping(self, node: Any, deep: bool = False) -> Any:
+        if isinstance(node, yaml.MappingNode):
+            seen: dict[Any, Any] = {}
+            for key_node, _ in node.value:
+                if key_node.tag == "tag:yaml.org,2002:merge":
+                    continue
+                key = self.construct_object(key_node, deep=True)
+                try:
+                    first = seen.setdefault(key, key_node)
+                except TypeError:  # unhashable key: the base class reports it
+                    continue
+                if first is not key_node:
+                    raise yaml.constructor.ConstructorError(
+                        None,
+                        None,
+                        f"duplicate key {_show(key, 40)} (first at line {first.start_mark.line + 1})",
+                        key_node.start_mark,
+                    )
+        return super().construct_mapping(node, deep=deep)
+
+
+def check_tree(raw: Any, limit: int = MAX_VALUES) -> None:
+    """Refuse a YAML tree that contains itself or expands to more than ``limit`` values.
+
+    YAML aliases make a small file a huge tree ("billion laughs") or a
+    recursive one; both are errors of the input, found here before anything
+    walks the tree.
+    """
+    count = 0
+    stack: list[tuple[Any, bool]] = [(raw, False)]
+    on_path: set[int] = set()
+    while stack:
+        value, leaving = stack.pop()
+        if leaving:
+            on_path.discard(id(value))
+            continue
+        count += 1
+        if count > limit:
+            raise ConfigError("", f"the input holds more than {limit} values (nested YAML aliases?)")
+        if isinstance(value, (dict, list)):
+            if id(value) in on_path:
+                raise ConfigError("", "a YAML alias refers to a section that contains it (a recursive input)")
+            on_path.add(id(value))
+            stack.append((value, True))
+            items = list(value.keys()) + list(value.values()) if isinstance(value, dict) else value
+            stack.extend((item, False) for item in items)
+
+
+def read_yaml(path: str) -> Any:
+    """Read a YAML file; ``ConfigError`` naming the file and line on failure."""
+    try:
+        with open(path, encoding="utf-8") as fh:
+            raw = yaml.load(fh, Loader=_StrictLoader)  # noqa: S506 - a SafeLoader subclass
+    except FileNotFoundError:
+        raise ConfigError("", "input file not found", path) from None
+    except IsADirectoryError:
+        raise ConfigError("", "is a directory, not an input file", path) from None
+    except PermissionError:
+        raise ConfigError("", "cannot read the input file (permission denied)", path) from None
+    except UnicodeDecodeError:
+        raise ConfigError("", "not a text file", path) from None
+    except RecursionError:
+        raise ConfigError("", "YAML nested too deeply", path) from None
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
+        problem = getattr(err, "problem", None) or "invalid YAML"
+        raise ConfigError("", f"{where}YAML syntax error: {problem}", path) from None
+    check_tree(raw)
+    return raw
 
 
 def apply_overrides(raw: Any, overrides: list[str]) -> Any:
@@ -367,14 +531,17 @@ def apply_overrides(raw: Any, overrides: list[str]) -> Any:
     raw = _deepcopy(raw if raw is not None else {})
     for item in overrides:
         if "=" not in item:
-            raise ConfigError("--set", f"expected KEY=VALUE, got {item!r}")
+            raise ConfigError("--set", f"expected KEY=VALUE, got {_show(item)}")
         path, text = item.split("=", 1)
         try:
-            value = yaml.safe_load(text)
-        except yaml.YAMLError:
-            raise ConfigError(path, f"--set: cannot parse value {text!r}") from None
+            value = yaml.load(text, Loader=_StrictLoader)  # noqa: S506 - a SafeLoader subclass
+        except (yaml.YAMLError, RecursionError):
+            raise ConfigError(path, f"--set: cannot parse value {_show(text)}") from None
+        check_tree(value)
         node = raw
         parts = path.strip().split(".")
+        if not all(parts):
+            raise ConfigError("--set", f"expected KEY=VALUE with a dotted key, got {_show(item)}")
         for depth, part in enumerate(parts[:-1]):
             child = node.get(part) if isinstance(node, dict) else None
             if child is None:
@@ -388,6 +555,7 @@ def apply_overrides(raw: Any, overrides: list[str]) -> Any:
         if not isinstance(node, dict):
             raise ConfigError(path, "--set: not a section")
         node[parts[-1]] = value
+    check_tree(raw)
     return raw
 
 
@@ -397,24 +565,6 @@ def _deepcopy(raw: Any) -> Any:
     if isinstance(raw, list):
         return [_deepcopy(v) for v in raw]
     return raw
-
-
-def read_yaml(path: str) -> Any:
-    """Read a YAML file; ``ConfigError`` naming the file and line on failure."""
-    try:
-        with open(path, encoding="utf-8") as fh:
-            return yaml.safe_load(fh)
-    except FileNotFoundError:
-        raise ConfigError("", "input file not found", path) from None
-    except IsADirectoryError:
-        raise ConfigError("", "is a directory, not an input file", path) from None
-    except UnicodeDecodeError:
-        raise ConfigError("", "not a text file", path) from None
-    except yaml.YAMLError as err:
-        mark = getattr(err, "problem_mark", None)
-        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
-        problem = getattr(err, "problem", None) or "invalid YAML"
-        raise ConfigError("", f"{where}YAML syntax error: {problem}", path) from None
 
 
 def load_local(path: str, overrides: list[str] | None = None, world_size: int = 1) -> Config:
@@ -448,6 +598,8 @@ def to_dict(value: Any) -> Any:
     """Plain nested dicts/lists of a config (for YAML and HDF5)."""
     if isinstance(value, Section):
         return {"name": value.name, **to_dict(value.options)}
+    if hasattr(value, "to_config"):
+        return value.to_config()
     if dataclasses.is_dataclass(value):
         return {f.name: to_dict(getattr(value, f.name)) for f in dataclasses.fields(value)}
     if isinstance(value, tuple):
@@ -460,25 +612,3 @@ def to_dict(value: Any) -> Any:
 def to_yaml(config: Config) -> str:
     """The resolved configuration as YAML text (every default filled in)."""
     return yaml.safe_dump(to_dict(config), sort_keys=False, default_flow_style=False)
-
-
-def describe_options(cls: type, indent: str = "  ") -> list[str]:
-    """Lines documenting every option of an options dataclass (for ``--list``)."""
-    lines = []
-    hints = typing.get_type_hints(cls)
-    for f in dataclasses.fields(cls):
-        doc = f.metadata.get("doc", "")
-        if "kind" in f.metadata:
-            default = f.metadata["default_name"]
-            shown = f"{f.metadata['kind']} section, default {default}" if default else f"{f.metadata['kind']} section"
-            lines.append(f"{indent}{f.name}: <{shown}>  {doc}")
-            continue
-        default = f.default if f.default is not _MISSING else "<required>"
-        if dataclasses.is_dataclass(default):
-            lines.append(f"{indent}{f.name}:  {doc}")
-            lines.extend(describe_options(type(default), indent + "  "))
-            continue
-        bounds = [f"{k} {f.metadata[k]}" for k in ("min", "max", "gt", "lt") if k in f.metadata]
-        extra = f" [{', '.join(bounds)}]" if bounds else ""
-        lines.append(f"{indent}{f.name}: {_type_name(hints[f.name])} = {default!r}{extra}  {doc}")
-    return lines

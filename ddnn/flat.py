@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-__all__ = ["FlatParams", "ParamSlice"]
+__all__ = ["FlatParams", "ParamSlice", "layer_bounds"]
 
 
 @dataclass(frozen=True)
@@ -100,17 +100,31 @@ class FlatParams:
             p.requires_grad_(s.stop > start and s.start < stop)
 
     def layer_bounds(self) -> list[tuple[int, int]]:
-        """Flat ranges of the module's parameter-owning submodules, in order.
+        """Flat ranges of the module's parameter-owning submodules, in order (see :func:`layer_bounds`)."""
+        return _group_layers((s.name, s.start, s.stop) for s in self.slices)
 
-        A "layer" is the set of parameters directly owned by one submodule
-        (e.g. weight and bias of a ``Linear``); layer decompositions are built
-        from these ranges.
-        """
-        bounds: list[tuple[str, int, int]] = []
-        for s in self.slices:
-            owner = s.name.rsplit(".", 1)[0] if "." in s.name else ""
-            if bounds and bounds[-1][0] == owner and bounds[-1][2] == s.start:
-                bounds[-1] = (owner, bounds[-1][1], s.stop)
-            else:
-                bounds.append((owner, s.start, s.stop))
-        return [(a, b) for _, a, b in bounds]
+
+def layer_bounds(module: nn.Module) -> list[tuple[int, int]]:
+    """Flat ``(start, stop)`` of every parameter-owning submodule of ``module``, in parameter order.
+
+    A "layer" is the set of trainable parameters directly owned by one
+    submodule (e.g. weight and bias of a ``Linear``); layer decompositions
+    are built from these ranges. Works on the meta device (shapes only).
+    """
+    named, offset = [], 0
+    for name, p in module.named_parameters():
+        if p.requires_grad:
+            named.append((name, offset, offset + p.numel()))
+            offset += p.numel()
+    return _group_layers(named)
+
+
+def _group_layers(slices) -> list[tuple[int, int]]:
+    bounds: list[tuple[str, int, int]] = []
+    for name, start, stop in slices:
+        owner = name.rsplit(".", 1)[0] if "." in name else ""
+        if bounds and bounds[-1][0] == owner and bounds[-1][2] == start:
+            bounds[-1] = (owner, bounds[-1][1], stop)
+        else:
+            bounds.append((owner, start, stop))
+    return [(a, b) for _, a, b in bounds]

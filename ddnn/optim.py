@@ -35,7 +35,7 @@ from typing import Any
 import torch
 
 from ddnn import config, registry
-from ddnn.solvers.base import Reason, SolverContext
+from ddnn.solvers.base import SolverContext, Status
 from ddnn.solvers.first_order import clone_state
 from ddnn.solvers.objective import Evaluation
 
@@ -111,6 +111,9 @@ class ClosureObjective:
     evaluation costs as much as a full one here.
     """
 
+    key = 0  # the closure decides its data; ``reevaluate`` handles closures that change
+    comm = None
+
     def __init__(self, params: FlatParamList):
         self.params = params
         self.closure: Callable[[], Any] | None = None
@@ -172,7 +175,7 @@ class SolverOptimizer(torch.optim.Optimizer):
             raise ValueError(f"{type(self).__name__} supports one parameter group only")
         self._flat = FlatParamList(self.param_groups[0]["params"])
         self._objective = ClosureObjective(self._flat)
-        self.solver = entry.cls(solver_options, SolverContext(problem=None))
+        self.solver = entry.cls(solver_options, SolverContext())
         self.solver.init(self._objective, self._flat.flat)
         self.last_report = None
 
@@ -195,7 +198,7 @@ class SolverOptimizer(torch.optim.Optimizer):
         self._objective.closure = closure
         solver = self.solver
         start_loss = None
-        if hasattr(solver, "set_point"):
+        if hasattr(solver, "evaluate"):  # a solver that keeps L and ∇L of its iterate
             if group["reevaluate"] or solver.grad is None:
                 solver.set_point(self._flat.flat)
             start_loss, _ = solver.evaluate()
@@ -206,7 +209,7 @@ class SolverOptimizer(torch.optim.Optimizer):
             self.last_report = report
             if start_loss is None:
                 start_loss = report.loss
-            if report.reason != Reason.RUNNING:
+            if report.status != Status.RUNNING:
                 break
         self._flat.flat.copy_(solver.theta)
         return torch.tensor(start_loss, dtype=torch.float64)

@@ -1,4 +1,4 @@
-"""Named components: problems, models, solvers, line searches.
+"""Named components: problems, models, solvers, line searches, trust-region subproblem solvers.
 
 A component is a class registered under a *kind* and a *name* together with
 the frozen dataclass of its options::
@@ -20,7 +20,7 @@ from typing import Any
 
 __all__ = ["Entry", "register", "lookup", "names", "kinds", "load_builtin_components"]
 
-KINDS = ("problem", "model", "solver", "line_search")
+KINDS = ("problem", "model", "solver", "line_search", "subproblem")
 
 
 @dataclass(frozen=True)

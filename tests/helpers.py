@@ -64,6 +64,9 @@ class FunctionObjective:
     points : every θ evaluated, when ``record`` is true
     """
 
+    key = 0  # the function never changes
+    comm = None
+
     def __init__(self, fn: Callable[[torch.Tensor], torch.Tensor], n: int | None = None, record: bool = False):
         self.fn = fn
         self.n = n
@@ -79,7 +82,7 @@ class FunctionObjective:
     def evaluations(self) -> int:
         return int(self.counters["grad_evals"] + self.counters["loss_evals"])
 
-    def evaluate(self, theta: torch.Tensor, grad: bool = True) -> Evaluation:
+    def evaluate(self, theta: torch.Tensor, grad: bool = True, batch=None) -> Evaluation:
         if self.record:
             self.points.append(theta.detach().clone())
         x = theta.detach().clone().requires_grad_(grad)
@@ -88,6 +91,13 @@ class FunctionObjective:
         self.counters.add("grad_evals" if grad else "loss_evals")
         g = torch.autograd.grad(loss, x)[0] if grad else None
         return Evaluation(float(loss.detach()), g)
+
+    def hvp(self, theta: torch.Tensor, v: torch.Tensor, batch=None) -> torch.Tensor:
+        """∇²f(θ) v by double backward (counted as ``hess_evals``)."""
+        x = theta.detach().clone().requires_grad_(True)
+        (g,) = torch.autograd.grad(self.fn(x), x, create_graph=True)
+        self.counters.add("hess_evals")
+        return torch.autograd.grad(g @ v, x)[0]
 
 
 def random_spd(n: int, cond: float = 10.0, seed: int = 0, dtype: torch.dtype = torch.float64) -> torch.Tensor:
@@ -149,7 +159,7 @@ class _NoOptions:
 class LeastSquaresProblem(Problem):
     """Fit u(x) = sin(πx₀) cos(x₁) with an MLP: one loss term ``data`` = mean squared error."""
 
-    input_dim = 2
+    input_shape = (2,)
     output_dim = 1
 
     def __init__(self, model: torch.nn.Module, rows: int = 32, dtype: torch.dtype = torch.float64, seed: int = 0):
@@ -159,15 +169,18 @@ class LeastSquaresProblem(Problem):
         u = torch.sin(torch.pi * x[:, :1]) * torch.cos(x[:, 1:])
         self._samples = Samples.whole({"data": torch.cat([x, u], 1)})
 
-    def training_samples(self) -> Samples:
+    def training_samples(self, draw: int = 0) -> Samples:
         return self._samples
 
-    def loss_terms(self, samples: Samples) -> dict[str, torch.Tensor]:
+    def loss_terms(self, samples: Samples, *, second_order: bool = False) -> dict[str, torch.Tensor]:
         rows = samples.terms["data"]
         residual = self.model(rows[:, :2]) - rows[:, 2:]
         return {"data": (residual**2).sum() / samples.counts["data"]}
 
-    def metrics(self) -> dict[str, float]:
+    def metric_parts(self, part: int = 0, parts: int = 1) -> dict[str, float]:
+        return {}
+
+    def metrics_from(self, sums: dict[str, float]) -> dict[str, float]:
         return {}
 
 

@@ -15,8 +15,8 @@ import yaml
 
 from ddnn import config as cfg
 from ddnn import registry
-from ddnn.config import component, option
 from ddnn.errors import ConfigError, InputError
+from ddnn.options import component, describe_options, option, type_name
 from ddnn.parallel import SerialComm
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -44,9 +44,9 @@ class ToySolver:
         self.options = options
 
     @classmethod
-    def check_world(cls, options, world_size, key):
-        if world_size not in (1, 2):
-            raise ConfigError(key, f"needs 1 or 2 ranks, the job has {world_size}")
+    def check_setup(cls, options, setup, key):
+        if setup.world_size not in (1, 2):
+            raise ConfigError(key, f"needs 1 or 2 ranks, the job has {setup.world_size}")
 
 
 @pytest.fixture(scope="module")
@@ -277,7 +277,7 @@ def test_nested_component_sections(toy):
     assert cfg.to_dict(c)["solver"]["local"]["local"] == cfg.to_dict(cfg.parse(raw_input()))["solver"]
 
 
-def test_check_world_is_applied_to_nested_sections(toy):
+def test_check_setup_is_applied_to_nested_sections(toy):
     raw = raw_input(solver={"name": TOY, "local": {"name": TOY}})
     cfg.parse(raw, world_size=2)
     err = error_of(raw, world_size=3)
@@ -345,6 +345,7 @@ def test_load_reports_yaml_line(tmp_path):
 
 def _option_classes():
     yield "run", cfg.RunOptions
+    yield "data", cfg.DataOptions
     yield "output", cfg.OutputOptions
     for kind in registry.kinds():
         for name in registry.names(kind):
@@ -353,7 +354,7 @@ def _option_classes():
 
 def test_every_option_is_documented(toy):
     for label, cls in _option_classes():
-        lines = cfg.describe_options(cls)
+        lines = describe_options(cls)
         text = "\n".join(lines)
         for f in dataclasses.fields(cls):
             assert any(line.strip().startswith(f"{f.name}:") for line in lines), f"{label}: {f.name} not described"
@@ -363,7 +364,7 @@ def test_every_option_is_documented(toy):
 
 
 def test_describe_shows_defaults_and_bounds(toy):
-    text = "\n".join(cfg.describe_options(ToyOptions))
+    text = "\n".join(describe_options(ToyOptions))
     assert "lr: a number = 0.1 [gt 0]" in text
     assert "steps: an integer = 3 [min 1, max 50]" in text
     assert "local: <solver section>" in text
@@ -383,7 +384,7 @@ def test_describe_shows_defaults_and_bounds(toy):
     ],
 )
 def test_type_names(tp, name):
-    assert cfg._type_name(tp) == name
+    assert type_name(tp) == name
 
 
 def test_list_shows_every_component_and_option():
@@ -405,7 +406,7 @@ def test_list_shows_every_component_and_option():
             blocks[current] = ""
         elif current is not None:
             blocks[current] += line + "\n"
-    expected = [("run", cfg.RunOptions), ("output", cfg.OutputOptions)]
+    expected = [("run", cfg.RunOptions), ("data", cfg.DataOptions), ("output", cfg.OutputOptions)]
     for kind in registry.kinds():
         assert f"== {kind} " in out
         for name in registry.names(kind):

@@ -86,3 +86,62 @@ def test_round_robin_ownership():
     assert dec.blocks_of(0, 2) == [0, 2, 4]
     assert dec.blocks_of(1, 2) == [1, 3]
     assert sorted(s for r in range(3) for s in dec.blocks_of(r, 3)) == list(range(5))
+
+
+# -- chunks of samples (data space) ---------------------------------------------------------------
+
+
+def _batch(n_points=23, n_images=11):
+    from ddnn.samples import Samples
+
+    images = torch.arange(n_images, dtype=torch.float64)[:, None, None].expand(n_images, 2, 2).clone()
+    return Samples.whole(
+        {"points": torch.arange(n_points, dtype=torch.float64)[:, None], "images": (images, torch.arange(n_images))}
+    )
+
+
+@pytest.mark.parametrize("chunks", [1, 2, 3, 4])
+def test_chunks_partition_the_batch_like_the_shards(chunks):
+    from ddnn.decomposition import SampleDecomposition
+
+    batch = _batch()
+    dec = SampleDecomposition(chunks)
+    seen = []
+    for s in range(chunks):
+        chunk = dec.chunk(batch, s)
+        shard = batch.shard(s, chunks)
+        assert torch.equal(chunk.terms["points"], shard.terms["points"])  # chunk p = the shard of rank p
+        assert chunk.counts == {"points": shard.terms["points"].shape[0], "images": shard.terms["images"][0].shape[0]}
+        assert chunk.fraction == pytest.approx(chunk.rows / batch.rows)
+        seen += chunk.terms["points"][:, 0].tolist()
+    assert sorted(seen) == list(range(23))
+
+
+def test_chunk_overlap_repeats_rows_of_the_next_chunk():
+    from ddnn.decomposition import SampleDecomposition
+
+    batch = _batch()
+    plain, over = SampleDecomposition(3), SampleDecomposition(3, overlap=20.0)
+    for s in range(3):
+        own = plain.chunk(batch, s).terms["points"][:, 0].tolist()
+        mine = over.chunk(batch, s).terms["points"][:, 0].tolist()
+        nxt = plain.chunk(batch, (s + 1) % 3).terms["points"][:, 0].tolist()
+        extra = mine[len(own) :]
+        assert mine[: len(own)] == own and len(extra) == -(-len(own) // 5) and extra == nxt[: len(extra)]
+        labels = over.chunk(batch, s).terms["images"][1]
+        assert labels.dtype == torch.int64
+
+
+def test_sample_subdomains_share_all_parameters_and_add_their_corrections():
+    from ddnn.decomposition import SampleDecomposition
+
+    dec = SampleDecomposition(3)
+    theta = torch.arange(5.0)
+    assert dec.restrict(theta, 1) is theta
+    out = torch.zeros(5)
+    for s in range(3):
+        dec.extend_weighted(torch.ones(5) * (s + 1), s, out)
+    assert torch.equal(out, torch.full((5,), 6.0))
+    assert dec.blocks_of(1, 2) == [1] and dec.blocks_of(0, 2) == [0, 2]
+    with pytest.raises(ValueError):
+        SampleDecomposition(0)

@@ -185,12 +185,13 @@ def test_checkpoint_round_trip_and_backup(tmp_path):
     assert not os.path.exists(f"{path}.bak")
     _write(path, 2)
     _write(path, 3)
-    attrs, state = read_checkpoint(str(path))
+    attrs, state, used = read_checkpoint(str(path))
+    assert used == str(path)
     assert attrs["format"] == "ddnn-checkpoint" and attrs["iteration"] == 3 and attrs["config"] == "a: 1\n"
     assert isinstance(attrs["config"], str)
     assert_same(_state(3), state)
     # the previous checkpoint is kept as .bak; no temporary file is left behind
-    _, previous = read_checkpoint(f"{path}.bak")
+    _, previous, _ = read_checkpoint(f"{path}.bak")
     assert_same(_state(2), previous)
     assert sorted(os.listdir(tmp_path)) == [CHECKPOINT, f"{CHECKPOINT}.bak"]
 
@@ -217,7 +218,8 @@ def test_read_checkpoint_falls_back_to_backup(tmp_path, damage):
         with h5py.File(path, "w") as f:
             f.attrs["format"] = "something-else"
             f.create_dataset("state", data=[1])
-    attrs, state = read_checkpoint(str(path))
+    attrs, state, used = read_checkpoint(str(path))
+    assert used == f"{path}.bak"
     assert attrs["iteration"] == 1
     assert_same(_state(1), state)
 
@@ -254,7 +256,8 @@ def test_failed_write_leaves_the_previous_file(tmp_path):
     _write(path, 1)
     with pytest.raises(TypeError):
         write_checkpoint(str(path), {"iteration": 2}, {"bad": object()})
-    attrs, state = read_checkpoint(str(path))
+    assert not os.path.exists(f"{path}.tmp")  # no partial file left behind
+    attrs, state, _ = read_checkpoint(str(path))
     assert attrs["iteration"] == 1
     assert_same(_state(1), state)
     _write(path, 3)  # a stale temporary file does not get in the way

@@ -16,8 +16,8 @@ from helpers import (
 )
 
 from ddnn import config, registry
-from ddnn.config import Section
-from ddnn.solvers.base import Reason
+from ddnn.options import Section
+from ddnn.solvers.base import Status
 from ddnn.solvers.lbfgs import LBFGS, LBFGSOptions
 from ddnn.solvers.line_search import ArmijoOptions, FixedOptions, StrongWolfeOptions
 
@@ -37,7 +37,7 @@ def run(objective, theta0, iters, **options):
     for _ in range(iters):
         reports.append(solver.step())
         iterates.append(solver.theta.clone())
-        if reports[-1].reason != Reason.RUNNING:
+        if reports[-1].status != Status.RUNNING:
             break
     return solver, iterates, reports
 
@@ -107,7 +107,7 @@ def test_strong_wolfe_agrees_with_torch_lbfgs(case):
     tol = 1e-9
     objective = FunctionObjective(fn)
     ours, _, reports = run(objective, theta0, 200, memory=5, grad_tol=tol)
-    assert reports[-1].reason == Reason.GRAD_TOL
+    assert reports[-1].status == Status.GRAD_TOL
 
     x = theta0.clone().requires_grad_(True)
     opt = torch.optim.LBFGS(
@@ -147,7 +147,7 @@ def test_rosenbrock_converges(search):
     solver, iterates, reports = run(
         FunctionObjective(rosenbrock), theta0, 100, line_search=line_search(search), grad_tol=1e-10
     )
-    assert reports[-1].reason == Reason.GRAD_TOL
+    assert reports[-1].status == Status.GRAD_TOL
     assert len(iterates) <= 60
     torch.testing.assert_close(solver.theta, torch.ones(2, dtype=F64), rtol=0, atol=1e-6)
 
@@ -164,7 +164,7 @@ def test_quadratic_minimiser_is_the_closed_form(search, memory):
         line_search=line_search(search),
         grad_tol=1e-11,
     )
-    assert reports[-1].reason == Reason.GRAD_TOL
+    assert reports[-1].status == Status.GRAD_TOL
     torch.testing.assert_close(solver.theta, torch.linalg.solve(a, b), rtol=0, atol=1e-10)
     # ½xᵀAx − bᵀx itself: function values resolve the minimiser to about √(ε|f*|/λ_min)
     solver, _, reports = run(
@@ -175,7 +175,7 @@ def test_quadratic_minimiser_is_the_closed_form(search, memory):
         line_search=line_search(search),
         grad_tol=1e-6,
     )
-    assert reports[-1].reason == Reason.GRAD_TOL
+    assert reports[-1].status == Status.GRAD_TOL
     torch.testing.assert_close(solver.theta, torch.linalg.solve(a, b), rtol=0, atol=1e-5)
 
 
@@ -184,7 +184,7 @@ def test_step_report_and_counters():
     objective = FunctionObjective(fn)
     solver, iterates, reports = run(objective, torch.zeros(20, dtype=F64), 5)
     r = reports[-1]
-    assert r.accepted and r.reason == Reason.RUNNING and r.step_size > 0
+    assert r.accepted and r.status == Status.RUNNING and r.step_size > 0
     assert r.step_norm == pytest.approx(float((iterates[-1] - iterates[-2]).norm()), rel=1e-12)
     assert r.loss == pytest.approx(float(fn(iterates[-1])), rel=1e-14)
     assert r.grad_norm == pytest.approx(float(torch.func.grad(fn)(iterates[-1]).norm()), rel=1e-12)
@@ -206,7 +206,7 @@ def test_momentum_changes_the_iterates_and_converges(search):
     )
     assert not torch.allclose(plain[1], damped[1])
     assert solver.velocity is not None and solver.context.counters["lbfgs_resets"] == 0
-    assert reports[-1].reason == Reason.GRAD_TOL
+    assert reports[-1].status == Status.GRAD_TOL
     torch.testing.assert_close(solver.theta, torch.linalg.solve(a, b), rtol=0, atol=1e-8)
 
 
@@ -279,7 +279,7 @@ def test_state_dict_contents():
 
 def test_nan_loss_is_diverged():
     solver, _, reports = run(FunctionObjective(lambda x: (x**2).sum() * float("nan")), torch.ones(3, dtype=F64), 5)
-    assert reports[-1].reason == Reason.DIVERGED_NAN and len(reports) == 1
+    assert reports[-1].status == Status.DIVERGED_NAN and len(reports) == 1
 
 
 def test_nan_after_a_fixed_step_is_diverged():
@@ -289,15 +289,24 @@ def test_nan_after_a_fixed_step_is_diverged():
     _, _, reports = run(
         FunctionObjective(fn), torch.ones(3, dtype=F64), 5, line_search=line_search("fixed"), lr=5.0, first_step="unit"
     )
-    assert reports[-1].reason == Reason.DIVERGED_NAN
+    assert reports[-1].status == Status.DIVERGED_NAN
 
 
 class WrongGradient(FunctionObjective):
-    """Reports −∇f: every search direction goes uphill."""
+    """Reports −∇f (from the start, or once :meth:`corrupt` is called): every search direction goes uphill."""
 
-    def evaluate(self, theta, grad=True):
+    def __init__(self, fn, wrong=True):
+        super().__init__(fn)
+        self.wrong = wrong
+
+    def corrupt(self):
+        """From now on the gradient is wrong; the key changes, so cached evaluations are dropped."""
+        self.wrong = True
+        self.key += 1
+
+    def evaluate(self, theta, grad=True, batch=None):
         ev = super().evaluate(theta, grad)
-        if ev.grad is not None:
+        if ev.grad is not None and self.wrong:
             ev.grad = -ev.grad
         return ev
 
@@ -307,20 +316,19 @@ def test_line_search_failure_is_reported(search):
     _, _, reports = run(
         WrongGradient(lambda x: (x**2).sum()), torch.ones(3, dtype=F64), 5, line_search=line_search(search, max_evals=6)
     )
-    assert reports[-1].reason == Reason.DIVERGED_LINE_SEARCH and not reports[-1].accepted
+    assert reports[-1].status == Status.DIVERGED_LINE_SEARCH and not reports[-1].accepted
 
 
 def test_line_search_failure_with_history_restarts_from_steepest_descent():
     _, _, fn = quadratic_problem(n=5)
-    objective = FunctionObjective(fn)
+    objective = WrongGradient(fn, wrong=False)
     solver, _, _ = run(objective, torch.zeros(5, dtype=F64), 3)
     assert solver.history.count == 3
-    solver.objective = WrongGradient(fn)
-    solver.grad = -solver.grad  # the new objective's gradient at θ
+    objective.corrupt()  # an uphill "gradient": no step may be accepted, not even one of rounding size
     report = solver.step()
-    assert not report.accepted and report.reason == Reason.RUNNING
+    assert not report.accepted and report.status == Status.RUNNING
     assert solver.history.count == 0 and solver.context.counters["lbfgs_resets"] == 1
-    assert solver.step().reason == Reason.DIVERGED_LINE_SEARCH
+    assert solver.step().status == Status.DIVERGED_LINE_SEARCH
 
 
 def test_non_descent_direction_resets_to_steepest_descent():
@@ -337,7 +345,7 @@ def test_grad_tol_stops_before_stepping():
     objective = FunctionObjective(lambda x: (x**2).sum())
     solver.init(objective, torch.full((3,), 1e-4, dtype=F64))
     report = solver.step()
-    assert report.reason == Reason.GRAD_TOL and report.step_size == 0.0 and objective.evaluations == 1
+    assert report.status == Status.GRAD_TOL and report.step_size == 0.0 and objective.evaluations == 1
 
 
 def test_set_point_keeps_history_and_uses_the_given_gradient():

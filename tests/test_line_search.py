@@ -9,8 +9,8 @@ import torch
 from helpers import FunctionObjective
 
 from ddnn import registry
-from ddnn.config import Section
 from ddnn.errors import ConfigError
+from ddnn.options import Section
 from ddnn.solvers.line_search import (
     Armijo,
     ArmijoOptions,
@@ -20,6 +20,7 @@ from ddnn.solvers.line_search import (
     StrongWolfe,
     StrongWolfeOptions,
     cubic_minimizer,
+    negligible_step,
     quadratic_minimizer,
 )
 
@@ -152,6 +153,29 @@ def test_failure_is_reported_with_the_best_point():
         assert not res.success
         assert res.alpha == 0.0 and res.loss == 0.0 and res.grad is g0
         assert res.evals == phi.calls <= 8
+
+
+def test_steps_below_the_relative_tolerance_are_never_taken():
+    """An uphill direction whose values dip below φ(0) by rounding at tiny steps: no step is reported."""
+
+    def fn(a):  # φ(α) = α for α >= 1e-12, and a rounding-size dip below φ(0) = 0 closer to 0
+        return a if a.item() >= 1e-12 else 0.0 * a - 1e-30
+
+    for search in (StrongWolfe(StrongWolfeOptions(max_evals=60)), Armijo(ArmijoOptions(max_evals=60))):
+        phi = OneDim(fn)
+        g0 = torch.tensor([-1.0], dtype=torch.float64)
+        res = search.search(phi, 0.0, -1.0, 1.0, grad0=g0, min_alpha=1e-12)
+        assert not res.success and res.alpha == 0.0 and res.grad is g0
+        # without the tolerance the same search takes the rounding "decrease"
+        assert search.search(OneDim(fn), 0.0, -1.0, 1.0, grad0=g0).alpha > 0.0
+
+
+def test_negligible_step_is_relative_to_the_iterate():
+    theta = torch.full((4,), 3.0, dtype=torch.float64)
+    d = torch.ones(4, dtype=torch.float64)
+    assert negligible_step(theta, d) == pytest.approx(torch.finfo(torch.float64).eps * 3.0)
+    assert negligible_step(theta.float(), d.float()) == pytest.approx(torch.finfo(torch.float32).eps * 3.0)
+    assert negligible_step(torch.zeros(4), d) == 0.0 and negligible_step(theta, torch.zeros(4)) == 0.0
 
 
 def test_budget_exhausted_returns_best_decrease():

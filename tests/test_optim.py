@@ -8,8 +8,8 @@ from helpers import LeastSquaresProblem, least_squares_objective, make_mlp
 
 import ddnn.optim
 from ddnn import config
-from ddnn.config import ConfigError
-from ddnn.solvers.base import Reason
+from ddnn.errors import ConfigError
+from ddnn.solvers.base import Status
 from ddnn.solvers.first_order import SGD, Adam, AdamOptions, SGDOptions
 from ddnn.solvers.lbfgs import LBFGS, LBFGSOptions
 
@@ -54,7 +54,7 @@ def test_same_iterates_as_the_solver(options):
         opt.step(closure)
         assert torch.equal(flat_of(model), solver.theta), f"iterate {k + 1}"
         assert opt.last_report.loss == report.loss
-    assert report.reason == Reason.RUNNING
+    assert report.status == Status.RUNNING
 
 
 def test_reevaluating_each_call_gives_the_same_iterates():
@@ -126,7 +126,7 @@ def test_max_iter_and_convergence_stop():
     closure = closure_for(model, opt, problem)
     start = opt.step(closure)
     assert isinstance(start, torch.Tensor) and start.ndim == 0
-    assert opt.last_report.reason == Reason.GRAD_TOL
+    assert opt.last_report.status == Status.GRAD_TOL
     assert opt.solver.iteration < 50
     assert closure().item() < start.item()
 
@@ -198,7 +198,7 @@ def test_first_order_solvers_match_torch(make):
         loss.backward()
         opt.step()
         torch.testing.assert_close(solver.theta, flat_of(model), rtol=1e-6, atol=1e-7)
-    assert reports[-1].loss < reports[0].loss and reports[-1].reason == Reason.RUNNING
+    assert reports[-1].loss < reports[0].loss and reports[-1].status == Status.RUNNING
     assert reports[-1].step_norm > 0
 
 
@@ -242,4 +242,4 @@ def test_first_order_nan_is_diverged():
 
     solver = SGD(SGDOptions())
     solver.init(FunctionObjective(lambda x: x.sum() * float("nan")), torch.ones(3))
-    assert solver.step().reason == Reason.DIVERGED_NAN
+    assert solver.step().status == Status.DIVERGED_NAN

@@ -203,16 +203,15 @@ def test_float32():
 
 
 def test_resampling_and_determinism():
-    problem = make("burgers", resample_every=5)
+    problem = make("burgers")
     s = problem.training_samples()
-    again = make("burgers", resample_every=5).training_samples()
+    again = make("burgers").training_samples()
     assert all(torch.equal(s.terms[k], again.terms[k]) for k in s.terms)
-    assert problem.resample(0) is None and problem.resample(3) is None
-    new = problem.resample(5)
+    assert problem.training_samples(0) is s  # drawn once
+    new = problem.training_samples(5)
     assert isinstance(new, Samples) and new.counts == s.counts
     assert not torch.equal(new.terms["interior"], s.terms["interior"])
-    assert torch.equal(new.terms["interior"], problem.resample(5).terms["interior"])
-    assert make("burgers").resample(5) is None
+    assert torch.equal(new.terms["interior"], problem.training_samples(5).terms["interior"])
     sobol = make("burgers", sampling="sobol").training_samples()
     assert not torch.equal(sobol.terms["interior"], s.terms["interior"])
 

@@ -195,12 +195,12 @@ def test_results_layout(serial_run):
     assert history["loss"][-1] < history["loss"][0]
     assert params.dtype == np.float64 and params.shape == (8 * 2 + 8 + 8 + 1,)
     # the final checkpoint holds the same parameters and is marked finished
-    ckpt_attrs, state = read_checkpoint(os.path.join(serial_run, CHECKPOINT))
+    ckpt_attrs, state, _ = read_checkpoint(os.path.join(serial_run, CHECKPOINT))
     assert ckpt_attrs["format"] == "ddnn-checkpoint" and ckpt_attrs["stop_reason"] == "MAX_ITER"
     assert ckpt_attrs["iteration"] == N
     assert np.array_equal(state["params"].numpy(), params)
     # the mid-run checkpoint was kept as the backup, marked unfinished
-    bak_attrs, bak_state = read_checkpoint(os.path.join(serial_run, CHECKPOINT + ".bak"))
+    bak_attrs, bak_state, _ = read_checkpoint(os.path.join(serial_run, CHECKPOINT + ".bak"))
     assert bak_attrs["iteration"] == N // 2 and bak_attrs["stop_reason"] == "RUNNING"
     assert int(bak_state["iteration"]) == N // 2
 
@@ -253,7 +253,7 @@ def test_stop_rules(serial_runs, rule):
 
 def test_resume_is_bit_exact(serial_run, serial_half, work):
     ckpt = serial_half / CHECKPOINT
-    attrs, state = read_checkpoint(str(ckpt))
+    attrs, state, _ = read_checkpoint(str(ckpt))
     assert attrs["stop_reason"] == "MAX_ITER" and int(state["iteration"]) == N // 2
     proc = ddnn(
         [write_input(work, "half"), "--resume", ckpt, "--set", f"run.max_iter={N}", "--out", work / "resumed"], work
@@ -264,8 +264,8 @@ def test_resume_is_bit_exact(serial_run, serial_half, work):
     assert attrs_r["stop_reason"] == "MAX_ITER"
     assert np.array_equal(params_r, params_s)
     assert_histories_equal(hist_r, hist_s)
-    _, state_r = read_checkpoint(str(work / "resumed" / CHECKPOINT))
-    _, state_s = read_checkpoint(str(serial_run / CHECKPOINT))
+    _, state_r, _ = read_checkpoint(str(work / "resumed" / CHECKPOINT))
+    _, state_s, _ = read_checkpoint(str(serial_run / CHECKPOINT))
     _assert_tensors_equal(state_r["solver"], state_s["solver"])
 
 
@@ -360,7 +360,7 @@ def test_sigkill_leaves_a_readable_checkpoint(tmp_path):
             proc.kill()
             proc.communicate(timeout=60)
         assert proc.returncode == -signal.SIGKILL
-        attrs, state = read_checkpoint(str(out / CHECKPOINT))
+        attrs, state, _ = read_checkpoint(str(out / CHECKPOINT))
         assert attrs["stop_reason"] == "RUNNING" and int(state["iteration"]) >= 1
         last = int(state["iteration"])
     # the last one resumes
@@ -389,7 +389,7 @@ def _interrupt(tmp_path, ranks: int) -> tuple[str, str]:
     assert proc.returncode == 0, stderr
     assert "Traceback" not in stderr
     assert "interrupted" in stdout
-    attrs, state = read_checkpoint(str(out / CHECKPOINT))
+    attrs, state, _ = read_checkpoint(str(out / CHECKPOINT))
     assert attrs["stop_reason"] == "RUNNING" and attrs["stop_reason"] not in FINAL_REASONS
     assert attrs["finished"] == "" and attrs["world_size"] == max(ranks, 1)
     assert int(state["iteration"]) >= 20
@@ -399,7 +399,7 @@ def _interrupt(tmp_path, ranks: int) -> tuple[str, str]:
 
 
 def _resume_after_interrupt(tmp_path, inp: str, ckpt: str, ranks: int) -> None:
-    _, state = read_checkpoint(ckpt)
+    _, state, _ = read_checkpoint(ckpt)
     target = int(state["iteration"]) + 3
     ddnn([inp, "--resume", ckpt, "--set", f"run.max_iter={target}", "--out", tmp_path / "res"], tmp_path, ranks=ranks)
     attrs, history, _ = results(tmp_path / "res")

@@ -17,7 +17,7 @@ def _problem(seed=0, depth=3):
 
 
 def _solver(problem, raw):
-    context = SolverContext(problem)
+    context = SolverContext()
     solver = context.build_solver(section("solver", raw))
     objective = Objective(problem, problem.training_samples(), None, context.counters)
     solver.init(objective, problem.params.flat)
@@ -74,8 +74,9 @@ def test_additive_correction_gathers_the_block_solutions():
         "line_search": "fixed",
     }
     schwarz, objective, _ = _solver(problem, schwarz_raw)
-    half, ev, alpha = schwarz.apply(theta, None)
-    assert alpha == 1.0
+    result = schwarz.apply(theta, None)
+    half, ev = result.theta, result.evaluation
+    assert result.alpha == 1.0 and result.failed == 0 and result.predicted_decrease > 0
     dec = schwarz.decomposition
     for s, block in enumerate(dec.blocks):
         local = LBFGS(section("solver", LOCAL).options)
@@ -96,7 +97,7 @@ def test_multiplicative_sweep_uses_updated_blocks():
     theta = problem.params.flat.clone()
     raw = {"name": "schwarz", "variant": "multiplicative", "subdomains": 2, "local_iters": 2, "local": LOCAL}
     schwarz, objective, _ = _solver(problem, raw)
-    half, _, _ = schwarz.apply(theta, None)
+    half = schwarz.apply(theta, None).theta
     dec = schwarz.decomposition
     current = theta.clone()
     for s, block in enumerate(dec.blocks):
@@ -138,10 +139,12 @@ def test_preconditioner_state_resumes_bit_for_bit():
     first, _, _ = _solver(problem, raw)
     for _ in range(2):
         first.step()
-    state = first.state_dict()
+    state, local = first.state_dict(), first.rank_state_dict()
+    assert local["npc"], "the blocks' local L-BFGS histories are rank-local state"
     problem.params.flat.copy_(theta0)
     second, _, _ = _solver(problem, raw)
     second.load_state_dict(state)
+    second.load_rank_state_dict(local)
     for _ in range(2):
         second.step()
     assert torch.equal(second.theta, straight.theta)
@@ -153,3 +156,63 @@ def test_more_blocks_than_layers_is_an_input_error():
     problem = _problem(depth=1)  # 2 layers
     with pytest.raises(ConfigError, match="subdomains"):
         _solver(problem, {"name": "schwarz", "subdomains": 3})
+
+
+def test_sample_chunk_subproblems_are_consistent_with_the_batch_gradient():
+    """At θ₀ the shifted chunk objective h_s has the batch gradient (APTS in data)."""
+    from ddnn.decomposition import SampleDecomposition
+
+    problem = _problem()
+    objective = Objective(problem, problem.training_samples())
+    theta = problem.params.flat.clone()
+    current = objective.evaluate(theta)
+    dec = SampleDecomposition(3)
+    for s in range(3):
+        local = dec.local_objective(objective.local(None, "local_grad_evals"), s)
+        chunk_alone = local.base.evaluate(theta)
+        assert not torch.allclose(chunk_alone.grad, current.grad)  # the chunk loss differs ...
+        start = dec.begin(s, local, theta, current)
+        assert torch.equal(start, theta)
+        torch.testing.assert_close(local.evaluate(theta).grad, current.grad, rtol=1e-12, atol=1e-14)  # ... h_s not
+
+
+@pytest.mark.parametrize("variant", ["additive", "multiplicative"])
+def test_one_sample_chunk_is_the_same_as_one_layer_block(variant):
+    """With S = 1 both decompositions solve the whole problem: the same ASPQN iterates."""
+    runs = []
+    for decomposition in ("layers", "samples"):
+        problem = _problem()
+        solver, _, _ = _solver(problem, _aspqn(variant, 1, 2, decomposition=decomposition))
+        for _ in range(3):
+            solver.step()
+        runs.append(solver.theta)
+    torch.testing.assert_close(runs[0], runs[1], rtol=1e-12, atol=1e-14)
+
+
+def test_local_problems_follow_the_samplers_batches():
+    """After a resample the local objectives of the blocks see the new samples (not the first set)."""
+    from ddnn.sampler import Sampler
+    from ddnn.samples import Samples
+
+    class Resampling(LeastSquaresProblem):
+        def training_samples(self, draw=0):
+            base = super().training_samples()
+            return base if draw == 0 else Samples({"data": base.terms["data"] * 0.5}, base.counts)
+
+    problem = Resampling(make_mlp(width=6, depth=3), rows=40)
+    sampler = Sampler(problem, resample_every=1)
+    context = SolverContext()
+    solver = context.build_solver(section("solver", _aspqn("additive", 2, 1)))
+    objective = Objective(problem, sampler, None, context.counters)
+    solver.init(objective, problem.params.flat)
+    solver.step()
+    sampler.advance()
+    theta = solver.theta.clone()
+    new_loss = objective.evaluate(theta).loss
+    old_loss = objective.evaluate(theta, batch=problem.training_samples(0)).loss
+    assert new_loss != pytest.approx(old_loss)
+    dec = solver.npc.decomposition
+    for s, local in solver.npc.local_objectives.items():
+        assert local.batch is sampler.batch and local.key == sampler.key == 1
+        local.set_base(theta)
+        assert local.evaluate(dec.restrict(theta, s)).loss == pytest.approx(new_loss, rel=1e-14)

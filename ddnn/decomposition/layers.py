@@ -17,8 +17,11 @@ Decomposition Methods*, SIAM 2015, §1.3; Kopaničáková et al., SISC 2024, §3
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import torch
+
+from ddnn.decomposition.base import Decomposition
 
 __all__ = ["LayerBlock", "LayerDecomposition", "split_layers"]
 
@@ -51,7 +54,7 @@ def split_layers(n_layers: int, n_blocks: int) -> list[list[int]]:
     return groups
 
 
-class LayerDecomposition:
+class LayerDecomposition(Decomposition):
     """S blocks of consecutive layers of a flat parameter vector.
 
     Parameters
@@ -64,6 +67,8 @@ class LayerDecomposition:
     ------
     ValueError when a group is empty or not consecutive, or a layer is in no block.
     """
+
+    kind = "layers"
 
     def __init__(self, layer_bounds: list[tuple[int, int]], groups: list[list[int]], overlap: int = 0):
         n_layers = len(layer_bounds)
@@ -127,6 +132,12 @@ class LayerDecomposition:
             out[b.start : b.stop] += y
         return out
 
-    def blocks_of(self, rank: int, size: int) -> list[int]:
-        """Blocks solved by ``rank`` (round-robin; several per rank when S > size)."""
-        return [s for s in range(len(self.blocks)) if s % size == rank]
+    def local_objective(self, objective: Any, s: int) -> Any:
+        """L as a function of block s, the other blocks held fixed (:class:`~ddnn.solvers.objective.BlockObjective`)."""
+        b = self.blocks[s]
+        return objective.restrict(b.start, b.stop)
+
+    def begin(self, s: int, local: Any, theta: torch.Tensor, current: Any) -> torch.Tensor:
+        """Hold the other blocks at θ; the local start is R_s θ. No evaluation."""
+        local.set_base(theta)
+        return self.restrict(theta, s)

@@ -57,11 +57,19 @@ def atomic_h5(path: str, fill: Callable[[h5py.File], None], keep_backup: bool = 
     """Write an HDF5 file atomically: temp file, fsync, ``.bak`` of the old one, rename."""
     directory = os.path.dirname(os.path.abspath(path))
     tmp = f"{path}.tmp"
-    with h5py.File(tmp, "w", track_order=True) as f:
-        fill(f)
-        f.flush()
-    with open(tmp, "rb+") as fh:
-        os.fsync(fh.fileno())
+    try:
+        with h5py.File(tmp, "w", track_order=True) as f:
+            fill(f)
+            f.flush()
+        with open(tmp, "rb+") as fh:
+            os.fsync(fh.fileno())
+    except BaseException:
+        # a full or read-only disk: leave no partial file behind (the previous file is untouched)
+        try:
+            os.remove(tmp)
+        except OSError:
+            pass
+        raise
     if keep_backup and os.path.exists(path):
         os.replace(path, f"{path}.bak")
     os.replace(tmp, path)
@@ -125,8 +133,8 @@ def write_checkpoint(path: str, attrs: dict[str, Any], state: dict[str, Any]) ->
     atomic_h5(path, fill, keep_backup=True)
 
 
-def read_checkpoint(path: str) -> tuple[dict[str, Any], dict[str, Any]]:
-    """Attributes and state tree of a checkpoint; falls back to ``.bak`` when the file is unreadable.
+def read_checkpoint(path: str) -> tuple[dict[str, Any], dict[str, Any], str]:
+    """Attributes, state tree and the file read: ``path``, or its ``.bak`` when ``path`` is unreadable.
 
     Raises ``OSError``/``ValueError`` when neither is a ddnn checkpoint.
     """
@@ -140,7 +148,7 @@ def read_checkpoint(path: str) -> tuple[dict[str, Any], dict[str, Any]]:
                 if f.attrs.get("format") != "ddnn-checkpoint":
                     raise ValueError("not a ddnn checkpoint")
                 attrs = {k: (v.decode() if isinstance(v, bytes) else v) for k, v in f.attrs.items()}
-                return attrs, read_tree(f["state"])
+                return attrs, read_tree(f["state"]), candidate
         except (OSError, ValueError, KeyError) as err:
             errors.append(f"{candidate}: {err}")
     raise ValueError("; ".join(errors))

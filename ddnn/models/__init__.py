@@ -1,5 +1,6 @@
 """Networks, registered by name (kind ``model``)."""
 
+from ddnn.models.cnn import CNN, CNNOptions
 from ddnn.models.mlp import MLP, MLPOptions
 
-__all__ = ["MLP", "MLPOptions"]
+__all__ = ["MLP", "MLPOptions", "CNN", "CNNOptions"]

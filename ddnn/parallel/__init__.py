@@ -73,7 +73,12 @@ def set_threads(comm: Comm, threads: int | None = None) -> int:
     ``cores // ranks on the node``; so 4 ranks on 2 cores do not fight.
     """
     if threads is None and os.environ.get("OMP_NUM_THREADS"):
-        threads = int(os.environ["OMP_NUM_THREADS"])
+        text = os.environ["OMP_NUM_THREADS"].strip()
+        if not text.isdigit() or not 1 <= int(text) <= 4096:
+            from ddnn.errors import InputError
+
+            raise InputError(f"OMP_NUM_THREADS: expected an integer between 1 and 4096, got {text[:40]!r}")
+        threads = int(text)
     if threads is None:
         cores = os.cpu_count() or 1
         threads = max(1, cores // max(1, comm.local_size))

@@ -65,6 +65,14 @@ class Comm:
         """Collective. Every rank's picklable ``obj``, in rank order."""
         raise NotImplementedError
 
+    def gather_object(self, obj: Any, root: int = 0) -> list[Any] | None:
+        """Collective. Every rank's picklable ``obj`` in rank order on ``root``; ``None`` elsewhere."""
+        raise NotImplementedError
+
+    def scatter_object(self, objs: list[Any] | None, root: int = 0) -> Any:
+        """Collective. Item ``rank`` of root's list ``objs`` (one per rank) on every rank."""
+        raise NotImplementedError
+
     def barrier(self) -> None:
         """Collective. Wait for every rank."""
         raise NotImplementedError
@@ -112,6 +120,12 @@ class SerialComm(Comm):
 
     def allgather_object(self, obj: Any) -> list[Any]:
         return [obj]
+
+    def gather_object(self, obj: Any, root: int = 0) -> list[Any] | None:
+        return [obj]
+
+    def scatter_object(self, objs: list[Any] | None, root: int = 0) -> Any:
+        return objs[0]
 
     def barrier(self) -> None:
         pass

@@ -115,6 +115,20 @@ class MPIComm(Comm):
         self._account(0, start)
         return out
 
+    def gather_object(self, obj: Any, root: int = 0) -> list[Any] | None:
+        """Collective. Every rank's picklable ``obj`` in rank order on ``root``; ``None`` elsewhere."""
+        start = time.perf_counter()
+        out = self.world.gather(obj, root=root)
+        self._account(0, start)
+        return out
+
+    def scatter_object(self, objs: list[Any] | None, root: int = 0) -> Any:
+        """Collective. Item ``rank`` of root's list ``objs`` (one per rank) on every rank."""
+        start = time.perf_counter()
+        out = self.world.scatter(objs, root=root)
+        self._account(0, start)
+        return out
+
     def barrier(self) -> None:
         """Collective. Wait for every rank."""
         self.world.Barrier()

@@ -8,8 +8,8 @@ from typing import Literal
 
 import torch
 
-from ddnn.config import option
-from ddnn.problems.base import Problem, Samples
+from ddnn.options import option
+from ddnn.problems.base import Problem, Samples, relative_error, share
 from ddnn.registry import register
 
 __all__ = ["Regression", "RegressionOptions", "TARGETS"]
@@ -29,10 +29,10 @@ TARGETS = {"sin_cos": _sin_cos, "peaks": _peaks}
 
 @dataclass(frozen=True)
 class RegressionOptions:
-    n_samples: int = option(2000, "training samples drawn uniformly in [-1, 1]^2", min=1)
+    n_samples: int = option(2000, "training samples drawn uniformly in [-1, 1]^2", min=1, max=10**9)
     target: Literal["sin_cos", "peaks"] = option("sin_cos", "the function to fit: sin(pi x) cos(pi y), or peaks")
     noise: float = option(0.0, "standard deviation of Gaussian noise added to the targets", min=0.0)
-    n_test: int = option(64, "test grid points per dimension for rel_l2_error", min=2)
+    n_test: int = option(64, "test grid points per dimension for rel_l2_error", min=2, max=10**4)
 
 
 @register("problem", "regression", RegressionOptions)
@@ -42,8 +42,9 @@ class Regression(Problem):
     Rows of the single loss term ``data`` are ``(x, y, target)``.
     """
 
-    input_dim = 2
+    input_shape = (2,)
     output_dim = 1
+    metrics_names = ("rel_l2_error",)
     default_model = {"name": "mlp", "width": 32, "depth": 2, "activation": "tanh"}
 
     def __init__(self, options: RegressionOptions, model, *, device, dtype, seed):
@@ -56,7 +57,7 @@ class Regression(Problem):
         self._test_y = self._target(test).to(self.device, dtype)
         self._samples: Samples | None = None
 
-    def training_samples(self) -> Samples:
+    def training_samples(self, draw: int = 0) -> Samples:
         if self._samples is None:
             gen = torch.Generator().manual_seed(self.seed)
             x = torch.rand(self.options.n_samples, 2, generator=gen, dtype=torch.float64) * 2 - 1
@@ -65,12 +66,17 @@ class Regression(Problem):
             self._samples = Samples.whole({"data": rows})
         return self._samples
 
-    def loss_terms(self, samples: Samples) -> dict[str, torch.Tensor]:
+    def loss_terms(self, samples: Samples, *, second_order: bool = False) -> dict[str, torch.Tensor]:
         rows = samples.terms["data"]
         residual = self.model(rows[:, :2]).squeeze(-1) - rows[:, 2]
         return {"data": residual.pow(2).sum() / samples.counts["data"]}
 
     @torch.no_grad()
-    def metrics(self) -> dict[str, float]:
-        error = self.model(self._test_x).squeeze(-1) - self._test_y
-        return {"rel_l2_error": float(error.norm() / self._test_y.norm())}
+    def metric_parts(self, part: int = 0, parts: int = 1) -> dict[str, float]:
+        rows = share(self._test_x.shape[0], part, parts)
+        y = self._test_y[rows].to(torch.float64)
+        error = self.model(self._test_x[rows]).squeeze(-1).to(torch.float64) - y
+        return {"error_sq": float(error.square().sum()), "reference_sq": float(y.square().sum())}
+
+    def metrics_from(self, sums: dict[str, float]) -> dict[str, float]:
+        return {"rel_l2_error": relative_error(sums)}

@@ -1,3 +1,7 @@
-"""Optimisers, registered by name (kind ``solver``); nested solvers compose."""
+"""Optimisers, registered by name (kind ``solver``), and the pieces they share.
 
-from ddnn.solvers import first_order, lbfgs, line_search, schwarz  # noqa: F401
+Trust-region subproblem solvers register under the kind ``subproblem``;
+line searches under ``line_search``. Nested solvers compose.
+"""
+
+from ddnn.solvers import first_order, lbfgs, line_search, schwarz, subproblem  # noqa: F401

@@ -23,10 +23,10 @@ from typing import Any
 
 import torch
 
-from ddnn.config import option
 from ddnn.errors import ConfigError
+from ddnn.options import option
 from ddnn.registry import register
-from ddnn.solvers.base import Reason, Solver, SolverContext, StepReport
+from ddnn.solvers.base import Solver, SolverContext, Status, StepReport
 
 __all__ = ["AdamOptions", "Adam", "SGDOptions", "SGD", "clone_state"]
 
@@ -46,7 +46,7 @@ class _TorchOptimizerSolver(Solver):
     """A :class:`Solver` driving one ``torch.optim`` optimiser over θ."""
 
     def __init__(self, options: Any, context: SolverContext | None = None):
-        super().__init__(options, context if context is not None else SolverContext(problem=None))
+        super().__init__(options, context)
         self.optimizer: torch.optim.Optimizer | None = None
         self.iteration = 0
 
@@ -67,7 +67,7 @@ class _TorchOptimizerSolver(Solver):
         ev = self.objective.evaluate(self.theta, grad=True)
         grad_norm = float(torch.linalg.vector_norm(ev.grad))
         if not (math.isfinite(ev.loss) and math.isfinite(grad_norm)):
-            return StepReport(ev.loss, grad_norm, accepted=False, reason=Reason.DIVERGED_NAN, terms=dict(ev.terms))
+            return StepReport(ev.loss, grad_norm, accepted=False, status=Status.DIVERGED_NAN, terms=dict(ev.terms))
         previous = self.theta.clone()
         self.theta.grad = ev.grad
         self.optimizer.step()
@@ -75,7 +75,7 @@ class _TorchOptimizerSolver(Solver):
         self.iteration += 1
         step_norm = float(torch.linalg.vector_norm(self.theta - previous))
         lr = float(self.optimizer.param_groups[0]["lr"])
-        return StepReport(ev.loss, grad_norm, step_norm, lr, terms=dict(ev.terms))
+        return StepReport(ev.loss, grad_norm, step_norm, lr, terms=dict(ev.terms), loss_before=ev.loss)
 
     def state_dict(self) -> dict:
         """θ, the torch optimiser's state (cloned) and the iteration count."""

@@ -40,18 +40,26 @@ from typing import Any, Literal, Optional
 
 import torch
 
-from ddnn.config import Section, component, option
+from ddnn.options import Section, component, option
 from ddnn.registry import build, register
-from ddnn.solvers.base import Reason, Solver, SolverContext, StepReport
+from ddnn.solvers.base import Solver, SolverContext, Status, StepReport
 from ddnn.solvers.history import LBFGSHistory
-from ddnn.solvers.line_search import LineSearch, LineSearchResult, Ray, StrongWolfe, StrongWolfeOptions
+from ddnn.solvers.line_search import (
+    LineSearch,
+    LineSearchResult,
+    Ray,
+    StrongWolfe,
+    StrongWolfeOptions,
+    negligible_step,
+)
+from ddnn.solvers.objective import Evaluation
 
 __all__ = ["LBFGSOptions", "LBFGS", "build_line_search"]
 
 
 @dataclass(frozen=True)
 class LBFGSOptions:
-    memory: int = option(3, "number of secant pairs kept (m)", min=1)
+    memory: int = option(3, "number of secant pairs kept (m)", min=1, max=1000)
     line_search: Optional[Section] = component("line_search", "strong_wolfe", "step length control")
     momentum: float = option(1.0, "mu in v <- (1-mu) v + mu p, step along v (1: no momentum)", gt=0.0, max=1.0)
     curvature_eps: float = option(1e-8, "skip a pair when y's <= eps |s| |y|", min=0.0)
@@ -61,7 +69,7 @@ class LBFGSOptions:
     lr: float = option(1.0, "initial trial step of the line search", gt=0.0)
     grad_tol: float = option(0.0, "stop when max |g_i| <= grad_tol (0: never)", min=0.0)
     npc: Optional[Section] = component(
-        "solver", None, "nonlinear right preconditioner G applied before every step (schwarz: ASPQN/MSPQN)"
+        "solver", None, "nonlinear right preconditioner G applied before every step (schwarz: ASPQN/MSPQN)", role="npc"
     )
 
 
@@ -94,14 +102,14 @@ class LBFGS(Solver):
     Parameters
     ----------
     options : :class:`LBFGSOptions`
-    context : :class:`~ddnn.solvers.base.SolverContext` (only its counters are
-        used; ``None`` for a bare one)
+    context : :class:`~ddnn.solvers.base.SolverContext` (``None`` for a bare one)
 
     Attributes
     ----------
     theta : the iterate (the solver's own tensor)
     loss, grad : L and ∇L at ``theta`` when known (``None`` before the first
-        evaluation and after :meth:`set_point` without them)
+        evaluation, after :meth:`set_point` without them, and once the
+        objective's batch changed: they are kept with the objective's ``key``)
     velocity : the momentum direction v of the last step (``None`` when μ = 1
         or after a reset)
     history : the secant pairs (:class:`~ddnn.solvers.history.LBFGSHistory`)
@@ -111,17 +119,18 @@ class LBFGS(Solver):
     Notes
     -----
     Failures are explicit: a non-finite loss or gradient ends the run with
-    ``Reason.DIVERGED_NAN``. When the line search finds no acceptable step
+    ``Status.DIVERGED_NAN``. When the line search finds no acceptable step
     and no decrease, the history and momentum are dropped and the next step
     restarts from steepest descent (the report says ``accepted=False``); if
-    that fails too, the run ends with ``Reason.DIVERGED_LINE_SEARCH``. A
-    line search that ran out of evaluations but decreased the loss is taken.
+    that fails too, the run ends with ``Status.DIVERGED_LINE_SEARCH``. A
+    line search that ran out of evaluations but decreased the loss is taken;
+    a step that moves θ by rounding only (α‖d‖ ≤ ε‖θ‖) never is.
     Counters: ``lbfgs_resets``, ``lbfgs_skipped_pairs``,
     ``line_search_failures``, ``line_search_evals``.
     """
 
     def __init__(self, options: LBFGSOptions, context: SolverContext | None = None):
-        super().__init__(options, context if context is not None else SolverContext(problem=None))
+        super().__init__(options, context)
         self.line_search = build_line_search(options.line_search)
         self.npc = self.context.build_solver(options.npc) if options.npc is not None else None
         self.history: LBFGSHistory | None = None
@@ -132,6 +141,7 @@ class LBFGS(Solver):
         self._restart = True
         self._terms: dict[str, float] = {}
         self._grad_norm: float | None = None  # ‖grad‖₂ when already computed
+        self._key = 0  # the objective's key when loss and grad were evaluated
 
     # -- lifecycle --------------------------------------------------------
     def init(self, objective: Any, theta: torch.Tensor) -> None:
@@ -145,6 +155,7 @@ class LBFGS(Solver):
         self._restart = True
         self._terms = {}
         self._grad_norm = None
+        self._key = objective.key
 
     def set_point(
         self,
@@ -168,6 +179,7 @@ class LBFGS(Solver):
             if loss is None:
                 raise ValueError("set_point: a gradient needs its loss")
             self.loss, self.grad = float(loss), grad
+            self._key = self.objective.key
 
     def reset(self) -> None:
         """Forget the secant pairs and the momentum; the next step is a steepest-descent restart."""
@@ -177,11 +189,17 @@ class LBFGS(Solver):
         self.context.counters.add("lbfgs_resets")
 
     def evaluate(self) -> tuple[float, torch.Tensor]:
-        """L and ∇L at ``theta``, evaluated once and cached. *Collective* when the objective is."""
+        """L and ∇L at ``theta`` on the objective's current batch, evaluated once and cached.
+
+        *Collective* when the objective is.
+        """
+        if self.grad is not None and self._key != self.objective.key:  # the batch changed
+            self.loss, self.grad, self._grad_norm = None, None, None
         if self.grad is None:
             ev = self.objective.evaluate(self.theta, grad=True)
             self.loss, self.grad = float(ev.loss), ev.grad
             self._terms = dict(ev.terms)
+            self._key = self.objective.key
         return self.loss, self.grad
 
     # -- pieces -----------------------------------------------------------
@@ -262,7 +280,7 @@ class LBFGS(Solver):
             slope = float(torch.dot(grad, direction))
         if alpha0 is None:
             alpha0 = self.initial_step(grad)
-        result = self.line_search.search(ray, loss, slope, alpha0, grad)
+        result = self.line_search.search(ray, loss, slope, alpha0, grad, negligible_step(theta, direction))
         self._terms = ray.terms.get(result.alpha, {})
         self.context.counters.add("line_search_evals", result.evals)
         return result
@@ -283,29 +301,37 @@ class LBFGS(Solver):
         iterate first moves to θ^{k+1/2} = G(θᵏ), and the quasi-Newton step,
         momentum, line search and secant pair are those of θ^{k+1/2}.
         """
+        warnings: tuple[str, ...] = ()
         if self.npc is not None:
-            self._precondition()
+            warnings = self._precondition()
         loss, grad = self.evaluate()
         grad_norm = self._grad_norm if self._grad_norm is not None else float(torch.linalg.vector_norm(grad))
+        report = StepReport(loss, grad_norm, 0.0, 0.0, loss_before=loss, warnings=warnings)
         if not (math.isfinite(loss) and math.isfinite(grad_norm)):
-            return StepReport(loss, grad_norm, accepted=False, reason=Reason.DIVERGED_NAN)
+            report.accepted, report.status = False, Status.DIVERGED_NAN
+            return report
         if grad_norm == 0.0 or (self.options.grad_tol > 0.0 and float(grad.abs().max()) <= self.options.grad_tol):
-            return StepReport(loss, grad_norm, 0.0, 0.0, reason=Reason.GRAD_TOL, terms=self._terms)
+            report.status, report.terms = Status.GRAD_TOL, self._terms
+            return report
 
         v, slope = self.search_direction(grad)
         result = self.line_step(self.theta, loss, grad, v, slope)
         self.iteration += 1
 
         if result.alpha > 0.0 and not (math.isfinite(result.loss) and math.isfinite(result.dphi)):
-            return StepReport(result.loss, None, accepted=False, reason=Reason.DIVERGED_NAN)
+            return StepReport(
+                result.loss, None, accepted=False, status=Status.DIVERGED_NAN, loss_before=loss, warnings=warnings
+            )
         moved = result.alpha > 0.0 and (result.loss < loss or not self.line_search.ensures_decrease)
         if not result.success:
             self.context.counters.add("line_search_failures")
         if not (result.success or moved):
+            report.accepted = False
             if self.history.count == 0 and self.velocity is None:
-                return StepReport(loss, grad_norm, 0.0, 0.0, accepted=False, reason=Reason.DIVERGED_LINE_SEARCH)
+                report.status = Status.DIVERGED_LINE_SEARCH
+                return report
             self.reset()
-            return StepReport(loss, grad_norm, 0.0, 0.0, accepted=False, reason=Reason.RUNNING)
+            return report
 
         alpha = result.alpha
         s = v.mul(alpha)
@@ -318,29 +344,32 @@ class LBFGS(Solver):
 
         new_norm = float(torch.linalg.vector_norm(result.grad))
         self._grad_norm = new_norm
-        reason = Reason.RUNNING
+        status = Status.RUNNING
         if not math.isfinite(new_norm):
-            reason = Reason.DIVERGED_NAN
+            status = Status.DIVERGED_NAN
         elif new_norm == 0.0 or (
             self.options.grad_tol > 0.0 and float(result.grad.abs().max()) <= self.options.grad_tol
         ):
-            reason = Reason.GRAD_TOL
+            status = Status.GRAD_TOL
         step_norm = math.sqrt(self.history.last_products[0])  # ‖s‖, computed by push
-        return StepReport(result.loss, new_norm, step_norm, alpha, reason=reason, terms=dict(self._terms))
+        return StepReport(
+            result.loss,
+            new_norm,
+            step_norm,
+            alpha,
+            status=status,
+            terms=dict(self._terms),
+            loss_before=loss,
+            warnings=warnings,
+        )
 
-    def _precondition(self) -> None:
-        """θᵏ ← G(θᵏ) with L, ∇L at the new point. *Collective* when the objective is."""
-        from ddnn.solvers.objective import Evaluation
-
+    def _precondition(self) -> tuple[str, ...]:
+        """θᵏ ← G(θᵏ) with L, ∇L at the new point; the preconditioner's warnings. *Collective*."""
         loss, grad = self.evaluate()
-        theta, ev, _ = self.npc.apply(self.theta, Evaluation(loss, grad, dict(self._terms)))
-        self.set_point(theta, ev.loss, ev.grad, ev.terms or self._terms)
-
-    def samples_changed(self) -> None:
-        """The objective's samples changed: forget the cached loss and gradient."""
-        self.loss, self.grad = None, None
-        if self.npc is not None and hasattr(self.npc, "samples_changed"):
-            self.npc.samples_changed()
+        result = self.npc.apply(self.theta, Evaluation(loss, grad, dict(self._terms)))
+        ev = result.evaluation
+        self.set_point(result.theta, ev.loss, ev.grad, ev.terms or self._terms)
+        return result.warnings
 
     # -- state ------------------------------------------------------------
     def state_dict(self) -> dict:
@@ -355,11 +384,20 @@ class LBFGS(Solver):
             state["loss"] = self.loss
             state["grad"] = self.grad.clone()
             state["terms"] = dict(self._terms)
+            state["key"] = self._key
         if self.velocity is not None:
             state["velocity"] = self.velocity.clone()
         if self.npc is not None:
             state["npc"] = self.npc.state_dict()
         return state
+
+    def rank_state_dict(self) -> dict:
+        """The preconditioner's rank-local state (its subdomains' local solvers)."""
+        return {"npc": self.npc.rank_state_dict()} if self.npc is not None else {}
+
+    def load_rank_state_dict(self, state: dict) -> None:
+        if self.npc is not None:
+            self.npc.load_rank_state_dict(state.get("npc", {}))
 
     def load_state_dict(self, state: dict) -> None:
         """Restore :meth:`state_dict` after :meth:`init`; the run then continues bit for bit."""
@@ -372,6 +410,7 @@ class LBFGS(Solver):
             self.loss = float(state["loss"])
             self.grad = state["grad"].to(device=self.theta.device, dtype=self.theta.dtype).clone()
             self._terms = dict(state.get("terms", {}))
+            self._key = int(state.get("key", 0))
         else:
             self.loss, self.grad = None, None
         if "velocity" in state:

@@ -17,7 +17,9 @@ takes the same decisions and calls φ the same number of times.
 
 A search that finds no acceptable point within its evaluation budget says
 so: it returns the best point it evaluated (lowest finite loss below f0, or
-α = 0 when there is none) with ``success=False``.
+α = 0 when there is none) with ``success=False``. Steps below ``min_alpha``
+(the caller's relative step tolerance: a step that moves θ by less than
+rounding) are never returned: their "decrease" is rounding noise.
 
 References
 ----------
@@ -39,7 +41,7 @@ from typing import Any
 
 import torch
 
-from ddnn.config import option
+from ddnn.options import option
 from ddnn.registry import register
 
 __all__ = [
@@ -55,6 +57,7 @@ __all__ = [
     "Fixed",
     "cubic_minimizer",
     "quadratic_minimizer",
+    "negligible_step",
 ]
 
 Phi = Callable[[float, bool], tuple[float, Any, Any]]
@@ -117,6 +120,14 @@ class Ray:
         return ev.loss, ev.grad, float(torch.dot(ev.grad, self.direction))
 
 
+def negligible_step(theta: torch.Tensor, direction: torch.Tensor) -> float:
+    """The step below which θ + α d differs from θ by rounding only: α ‖d‖ ≤ ε ‖θ‖ (ε of θ's dtype)."""
+    d = float(torch.linalg.vector_norm(direction))
+    if not (d > 0.0 and math.isfinite(d)):
+        return 0.0
+    return torch.finfo(theta.dtype).eps * float(torch.linalg.vector_norm(theta)) / d
+
+
 class LineSearch:
     """Base class of line searches: ``search(phi, f0, dphi0, alpha0, grad0)``."""
 
@@ -127,7 +138,13 @@ class LineSearch:
         self.options = options
 
     def search(
-        self, phi: Phi, f0: float, dphi0: float, alpha0: float, grad0: torch.Tensor | None = None
+        self,
+        phi: Phi,
+        f0: float,
+        dphi0: float,
+        alpha0: float,
+        grad0: torch.Tensor | None = None,
+        min_alpha: float = 0.0,
     ) -> LineSearchResult:
         """Find α > 0 along the ray. *Collective* when ``phi`` is.
 
@@ -137,6 +154,7 @@ class LineSearch:
         f0, dphi0 : φ(0) and φ'(0) (< 0 for a descent direction)
         alpha0 : first trial step
         grad0 : ∇L at α = 0, returned as ``grad`` when the search falls back to α = 0
+        min_alpha : steps below this are negligible: never accepted nor returned
         """
         raise NotImplementedError
 
@@ -218,7 +236,13 @@ class StrongWolfe(LineSearch):
     _margin = 0.1  # trial points keep this fraction of the interval from its ends
 
     def search(
-        self, phi: Phi, f0: float, dphi0: float, alpha0: float, grad0: torch.Tensor | None = None
+        self,
+        phi: Phi,
+        f0: float,
+        dphi0: float,
+        alpha0: float,
+        grad0: torch.Tensor | None = None,
+        min_alpha: float = 0.0,
     ) -> LineSearchResult:
         """Strong Wolfe search along the ray. *Collective* when ``phi`` is."""
         if not (_finite(dphi0) and dphi0 < 0.0):
@@ -233,7 +257,7 @@ class StrongWolfe(LineSearch):
             evals += 1
             if not (_finite(f) and _finite(d)):
                 return math.inf, None, None
-            if f < f0 and (best is None or f < best.loss):
+            if f < f0 and alpha >= min_alpha and (best is None or f < best.loss):
                 best = LineSearchResult(alpha, f, g, d, 0, False)
             return f, g, d
 
@@ -244,6 +268,8 @@ class StrongWolfe(LineSearch):
             return abs(d) <= -o.c2 * dphi0
 
         def done(alpha: float, f: float, g: torch.Tensor, d: float) -> LineSearchResult:
+            if alpha < min_alpha:  # conditions met by a step that moves θ by rounding only
+                return LineSearchResult(0.0, f0, grad0, dphi0, evals, False)
             return LineSearchResult(alpha, f, g, d, evals, True)
 
         # Bracketing (N&W Alg. 3.5). (a_prev, f_prev, d_prev) is the last accepted-so-far trial.
@@ -272,7 +298,7 @@ class StrongWolfe(LineSearch):
             while evals < o.max_evals:
                 left, right = min(lo, hi), max(lo, hi)
                 width = right - left
-                if width <= o.interval_tol * right:
+                if width <= o.interval_tol * right or right < min_alpha:
                     break
                 trial = None
                 if _finite(f_hi) and _finite(d_hi):
@@ -328,7 +354,13 @@ class Armijo(LineSearch):
     """
 
     def search(
-        self, phi: Phi, f0: float, dphi0: float, alpha0: float, grad0: torch.Tensor | None = None
+        self,
+        phi: Phi,
+        f0: float,
+        dphi0: float,
+        alpha0: float,
+        grad0: torch.Tensor | None = None,
+        min_alpha: float = 0.0,
     ) -> LineSearchResult:
         """Backtrack along the ray. *Collective* when ``phi`` is."""
         if not (_finite(dphi0) and dphi0 < 0.0):
@@ -339,6 +371,8 @@ class Armijo(LineSearch):
         best = LineSearchResult(0.0, f0, grad0, dphi0, 0, False)  # lowest finite loss seen
         accepted = False
         for i in range(o.max_evals):
+            if alpha < min_alpha:
+                break
             with_grad = i == 0 and o.grad_first_trial
             f, g, d = phi(alpha, with_grad)
             evals += 1
@@ -380,9 +414,15 @@ class Fixed(LineSearch):
     ensures_decrease = False
 
     def search(
-        self, phi: Phi, f0: float, dphi0: float, alpha0: float, grad0: torch.Tensor | None = None
+        self,
+        phi: Phi,
+        f0: float,
+        dphi0: float,
+        alpha0: float,
+        grad0: torch.Tensor | None = None,
+        min_alpha: float = 0.0,
     ) -> LineSearchResult:
-        """Evaluate at α = scale · α₀. *Collective* when ``phi`` is."""
+        """Evaluate at α = scale · α₀ (``min_alpha`` does not apply). *Collective* when ``phi`` is."""
         alpha = self.options.scale * alpha0
         f, g, d = phi(alpha, True)
         return LineSearchResult(alpha, f, g, d, 1, _finite(f) and _finite(d))

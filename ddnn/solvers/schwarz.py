@@ -1,27 +1,33 @@
-"""Nonlinear Schwarz over layer blocks: the preconditioner G of ASPQN and MSPQN.
+"""Nonlinear Schwarz: the preconditioner G of ASPQN and MSPQN (and of APTS).
 
-Given θᵏ, every subdomain s (a block of consecutive layers, see
-:mod:`ddnn.decomposition.layers`) approximately solves its local problem
+Given θᵏ, every subdomain s (a block of consecutive layers or a chunk of
+the samples, see :mod:`ddnn.decomposition`) approximately solves its local
+problem
 
-    θ_s* ≈ argmin_{θ_s} L(θ₁, …, θ_s, …, θ_S)      (other blocks held fixed)
+    θ_s* ≈ argmin_{θ_s} h_s(θ_s)
 
-by a few steps of a local solver (by default L-BFGS with its own memory and
-line search), and the corrections are combined:
+(layers: L with the other blocks held fixed; samples: the chunk loss made
+first-order consistent with the batch loss at θᵏ) by a few steps of a local
+solver (by default L-BFGS with its own memory and line search), and the
+corrections are combined:
 
-* **additive** (ASPQN): every block starts from θᵏ, blocks are solved in
-  parallel, one (or several) per rank, and
+* **additive** (ASPQN, APTS): every subdomain starts from θᵏ, subdomains are
+  solved in parallel, one (or several) per rank, and
 
       G(θᵏ) = θᵏ + α Σ_s D_s E_s (θ_s* − R_s θᵏ)
 
   with one allreduce for the sum and a line search on α (D_s: partition of
-  unity where blocks overlap);
-* **multiplicative** (MSPQN): blocks are solved in sequence, block s starting
-  from the blocks already updated, each local evaluation data parallel over
-  all ranks; the sweep is taken as it is (α = 1).
+  unity where layer blocks overlap, ones for sample chunks); a trust-region
+  caller passes its radius instead and takes α = 1 through its ratio test;
+* **multiplicative** (MSPQN): subdomains are solved in sequence, s starting
+  from the subdomains already updated, each local evaluation data parallel
+  over all ranks; the sweep is taken as it is (α = 1).
 
 Used alone (``solver: {name: schwarz}``) this is the nonlinear Schwarz
 iteration θᵏ⁺¹ = G(θᵏ). As the nonlinear preconditioner ``npc`` of
 :class:`~ddnn.solvers.lbfgs.LBFGS` it gives right-preconditioned L-BFGS.
+Everything it needs (the network's layers, the samples, the communicator)
+comes from the objective it is initialised with.
 
 References
 ----------
@@ -33,6 +39,9 @@ algebraic solvers, SIAM Review 57 (2015), §3 (nonlinear right preconditioning).
 V. Dolean, M. J. Gander, W. Kheriji, F. Kwok, R. Masson, Nonlinear
 preconditioning: how to use a nonlinear Schwarz method to precondition
 Newton's method, SIAM J. Sci. Comput. 38 (2016).
+C. Gross, R. Krause, On the convergence of recursive trust-region methods
+for multiscale nonlinear optimization and applications to nonlinear
+mechanics, SIAM J. Numer. Anal. 47 (2009) (APTS).
 """
 
 from __future__ import annotations
@@ -43,13 +52,14 @@ from typing import Any, Literal, Optional
 
 import torch
 
-from ddnn.config import Section, component, option
-from ddnn.decomposition.layers import LayerDecomposition, split_layers
+from ddnn.decomposition import Decomposition, LayerDecomposition, SampleDecomposition, split_layers
 from ddnn.errors import ConfigError
+from ddnn.options import Section, Setup, component, option
+from ddnn.parallel.comm import Comm, SerialComm
 from ddnn.registry import build, register
-from ddnn.solvers.base import Reason, Solver, SolverContext, StepReport
+from ddnn.solvers.base import Preconditioner, PreconditionerResult, SolverContext, Status, StepReport
 from ddnn.solvers.line_search import Ray
-from ddnn.solvers.objective import Evaluation, Objective
+from ddnn.solvers.objective import Evaluation
 
 __all__ = ["SchwarzOptions", "Schwarz"]
 
@@ -57,17 +67,26 @@ __all__ = ["SchwarzOptions", "Schwarz"]
 @dataclass(frozen=True)
 class SchwarzOptions:
     variant: Literal["additive", "multiplicative"] = option(
-        "additive", "additive: blocks in parallel from θᵏ (ASPQN); multiplicative: in sequence (MSPQN)"
+        "additive", "additive: subdomains in parallel from θᵏ (ASPQN, APTS); multiplicative: in sequence (MSPQN)"
+    )
+    decomposition: Literal["layers", "samples"] = option(
+        "layers", "subdomains: blocks of consecutive layers (weight space) or chunks of the batch (data space)"
     )
     subdomains: Optional[int] = option(
-        None, "number S of layer blocks (default: the number of ranks, at most the number of layers)", min=1
+        None,
+        "number S of subdomains (default: the number of ranks, at most the number of layers)",
+        min=1,
+        max=10**6,
     )
     layers: Optional[tuple[tuple[int, ...], ...]] = option(
         None, "explicit layer indices of every block, e.g. [[0, 1], [2, 3, 4]] (overrides subdomains)"
     )
-    overlap: int = option(0, "whole layers shared with each neighbouring block (partition of unity)", min=0)
-    local_iters: int = option(5, "local solver steps per block and outer iteration", min=1)
-    local: Section = component("solver", "lbfgs", "the local solver of every block")
+    overlap: int = option(0, "layers: whole layers shared with each neighbouring block (partition of unity)", min=0)
+    overlap_percent: float = option(
+        0.0, "samples: percent of the next chunk's rows each chunk also holds", min=0.0, lt=100.0
+    )
+    local_iters: int = option(5, "local solver steps per subdomain and outer iteration", min=1, max=10**6)
+    local: Section = component("solver", "lbfgs", "the local solver of every subdomain", role="local")
     reset_local: bool = option(
         False, "start every local solve with a fresh local solver (false: keep each block's L-BFGS history)"
     )
@@ -76,145 +95,183 @@ class SchwarzOptions:
     )
 
     def check(self, prefix: str) -> None:
+        key = f"{prefix}.layers" if prefix else "layers"
         if self.layers is not None:
+            if self.decomposition != "layers":
+                raise ConfigError(key, "explicit layers need decomposition: layers")
+            if not self.layers or any(not group for group in self.layers):
+                raise ConfigError(key, "every block needs at least one layer")
             flat = [layer for group in self.layers for layer in group]
+            if min(flat) < 0:
+                raise ConfigError(key, f"layer indices start at 0, got {min(flat)}")
+            for s, group in enumerate(self.layers):
+                if list(group) != list(range(group[0], group[-1] + 1)):
+                    raise ConfigError(key, f"block {s}: layers {list(group)} are not consecutive")
             if sorted(flat) != list(range(len(flat))) and self.overlap == 0:
                 missing = sorted(set(range(max(flat, default=-1) + 1)) - set(flat))
                 detail = f"layers {missing} are in no block" if missing else "a layer is in two blocks"
-                raise ConfigError(f"{prefix}.layers" if prefix else "layers", detail)
+                raise ConfigError(key, detail)
+        if self.decomposition == "samples" and self.overlap:
+            raise ConfigError(f"{prefix}.overlap" if prefix else "overlap", "use overlap_percent for sample chunks")
 
 
 @register("solver", "schwarz", SchwarzOptions)
-class Schwarz(Solver):
-    """Nonlinear additive or multiplicative Schwarz over blocks of layers (ASPQN/MSPQN preconditioner)."""
+class Schwarz(Preconditioner):
+    """Nonlinear additive or multiplicative Schwarz over layer blocks or sample chunks (ASPQN/MSPQN/APTS)."""
 
-    def __init__(self, options: SchwarzOptions, context: SolverContext):
+    def __init__(self, options: SchwarzOptions, context: SolverContext | None = None):
         super().__init__(options, context)
-        comm = context.comm
-        bounds = context.problem.params.layer_bounds()
-        if options.layers is not None:
-            groups = [list(g) for g in options.layers]
-            if max(max(g) for g in groups) >= len(bounds):
-                raise ConfigError("solver.layers", f"the network has {len(bounds)} layers (0..{len(bounds) - 1})")
-        else:
-            count = options.subdomains or min(comm.size, len(bounds))
-            if count > len(bounds):
-                raise ConfigError("solver.subdomains", f"{count} blocks but the network has only {len(bounds)} layers")
-            groups = split_layers(len(bounds), count)
-        try:
-            self.decomposition = LayerDecomposition(bounds, groups, options.overlap)
-        except ValueError as err:
-            raise ConfigError("solver.layers", str(err)) from None
         self.additive = options.variant == "additive"
         self.line_search = build("line_search", options.line_search)
-        n_blocks = len(self.decomposition)
-        if self.additive:
-            # ranks share blocks round-robin; with fewer blocks than ranks, the ranks of one
-            # block evaluate its local problem data parallel over a sub-communicator
-            self.group = comm.split(comm.rank % n_blocks) if comm.size > n_blocks else None
-            self.my_blocks = (
-                [comm.rank % n_blocks] if comm.size > n_blocks else self.decomposition.blocks_of(comm.rank, comm.size)
-            )
-        else:
-            self.group = comm
-            self.my_blocks = list(range(n_blocks))
-        self.local_solvers = {s: context.build_solver(options.local) for s in self.my_blocks}
+        self.decomposition: Decomposition | None = None
+        self.comm: Comm = SerialComm()
+        self.group: Comm | None = None
+        self.my_blocks: list[int] = []
         self.local_objectives: dict[int, Any] = {}
+        self.local_solvers: dict[int, Any] = {}
         self.current: Evaluation | None = None
+        self._key = 0
+
+    # -- configuration --------------------------------------------------
+    @staticmethod
+    def _count(options: SchwarzOptions, world_size: int, n_layers: int | None) -> int:
+        if options.layers is not None:
+            return len(options.layers)
+        if options.subdomains is not None:
+            return options.subdomains
+        return min(world_size, n_layers) if options.decomposition == "layers" and n_layers else world_size
 
     @classmethod
-    def check_world(cls, options: SchwarzOptions, world_size: int, key: str) -> None:
-        """A block may be shared by several ranks, but a rank count must divide evenly among blocks."""
-        count = len(options.layers) if options.layers is not None else options.subdomains
-        if count is not None and options.variant == "additive" and world_size > count and world_size % count:
+    def check_setup(cls, options: SchwarzOptions, setup: Any, key: str) -> None:
+        """The blocks must fit the network, and the ranks must divide evenly among them."""
+        n_layers = len(setup.layer_bounds)
+        count = cls._count(options, setup.world_size, n_layers)
+
+        def where(name: str) -> str:
+            return f"{key}.{name}" if key else name
+
+        if options.decomposition == "layers" and n_layers:
+            if options.layers is not None:
+                top = max(max(group) for group in options.layers)
+                if top >= n_layers:
+                    raise ConfigError(where("layers"), f"the network has {n_layers} layers (0..{n_layers - 1})")
+            elif count > n_layers:
+                raise ConfigError(where("subdomains"), f"{count} blocks but the network has only {n_layers} layers")
+        if options.variant == "additive" and setup.world_size > count and setup.world_size % count:
             raise ConfigError(
-                f"{key}.subdomains" if key else "subdomains",
-                f"{count} blocks cannot be shared evenly by {world_size} ranks "
+                where("layers" if options.layers is not None else "subdomains"),
+                f"{count} subdomains cannot be shared evenly by {setup.world_size} ranks "
                 f"(use a multiple of {count} ranks, or at most {count})",
             )
 
-    # -- local problems --------------------------------------------------
-    def _local_objective(self, s: int) -> Any:
-        """The block objective of block s: the full loss, this rank's share of the samples."""
-        if s not in self.local_objectives:
-            ctx = self.context
-            samples = ctx.problem.training_samples()
-            comm = self.group
-            if comm is not None and comm.size > 1:
-                samples = samples.shard(comm.rank, comm.size)
-            else:
-                comm = None
-            parent = Objective(ctx.problem, samples, comm, ctx.counters, "local_grad_evals", ctx.timers)
-            block = self.decomposition.blocks[s]
-            self.local_objectives[s] = parent.restrict(block.start, block.stop)
-        return self.local_objectives[s]
-
-    def _local_solve(self, s: int, theta: torch.Tensor) -> tuple[torch.Tensor, bool]:
-        """θ_s* from ``local_iters`` steps on block s starting at ``theta``; (θ_s*, failed)."""
-        objective = self._local_objective(s)
-        objective.set_base(theta)
-        solver = self.local_solvers[s]
-        start = self.decomposition.restrict(theta, s)
-        if self.options.reset_local or solver.theta is None:
-            solver = self.local_solvers[s] = self.context.build_solver(self.options.local)
-            solver.init(objective, start)
+    # -- lifecycle --------------------------------------------------------
+    def init(self, objective: Any, theta: torch.Tensor) -> None:
+        """Decompose ``objective``'s problem, assign subdomains to ranks, build the local solvers. *Collective.*"""
+        super().init(objective, theta)
+        o = self.options
+        self.comm = objective.comm if getattr(objective, "comm", None) is not None else SerialComm()
+        comm = self.comm
+        if o.decomposition == "layers":
+            bounds = objective.layer_bounds()
+            setup = Setup(comm.size, tuple(bounds), bounds[-1][1] if bounds else 0)
+            self.check_setup(o, setup, "")  # the same checks as at validation, for library use
+            groups = [list(g) for g in o.layers] if o.layers is not None else None
+            if groups is None:
+                groups = split_layers(len(bounds), self._count(o, comm.size, len(bounds)))
+            self.decomposition = LayerDecomposition(bounds, groups, o.overlap)
         else:
-            solver.objective = objective
-            solver.theta.copy_(start)
-            if hasattr(solver, "samples_changed"):
-                solver.samples_changed()
+            self.decomposition = SampleDecomposition(self._count(o, comm.size, None), o.overlap_percent)
+        n_blocks = len(self.decomposition)
+        if self.additive:
+            # ranks share subdomains round-robin; with fewer subdomains than ranks, the ranks of one
+            # subdomain evaluate its local problem data parallel over a sub-communicator
+            shared = comm.size > n_blocks
+            self.group = comm.split(comm.rank % n_blocks) if shared else None
+            self.my_blocks = [comm.rank % n_blocks] if shared else self.decomposition.blocks_of(comm.rank, comm.size)
+        else:
+            self.group = comm
+            self.my_blocks = list(range(n_blocks))
+        local_comm = self.group if self.group is not None and self.group.size > 1 else None
+        base = objective.local(local_comm, "local_grad_evals")
+        self.local_objectives = {s: self.decomposition.local_objective(base, s) for s in self.my_blocks}
+        self.local_solvers = {s: self._new_local_solver(s, self.theta) for s in self.my_blocks}
+        self.current = None
+        self._key = objective.key
+
+    def _new_local_solver(self, s: int, theta: torch.Tensor) -> Any:
+        solver = self.context.build_solver(self.options.local)
+        solver.init(self.local_objectives[s], self.decomposition.restrict(theta, s))
+        return solver
+
+    # -- local problems --------------------------------------------------
+    def _local_solve(self, s: int, theta: torch.Tensor, current: Evaluation) -> tuple[torch.Tensor, bool, float]:
+        """θ_s* from ``local_iters`` steps on subdomain s starting at θ: (θ_s*, failed, local decrease)."""
+        local = self.local_objectives[s]
+        start = self.decomposition.begin(s, local, theta, current)
+        if self.options.reset_local:
+            solver = self.local_solvers[s] = self._new_local_solver(s, theta)
+        else:
+            solver = self.local_solvers[s]
+            solver.set_point(start)
         failed = False
+        first = last = None
         for _ in range(self.options.local_iters):
             report = solver.step()
-            if report.reason != Reason.RUNNING:
-                failed = report.reason < 0 and not math.isfinite(report.loss)
+            first = report.loss_before if first is None else first
+            last = report.loss
+            if report.status != Status.RUNNING:
+                failed = report.status < 0 and not math.isfinite(report.loss)
                 break
-        return solver.theta, failed
+        decrease = first - last if first is not None and math.isfinite(first) and math.isfinite(last) else 0.0
+        return solver.theta, failed, decrease
 
     # -- the preconditioner ------------------------------------------------
-    def apply(self, theta: torch.Tensor, current: Evaluation | None) -> tuple[torch.Tensor, Evaluation, float]:
-        """G(θ): (θ^{k+1/2}, L and ∇L there, α). *Collective.*
+    def apply(
+        self, theta: torch.Tensor, current: Evaluation | None, radius: float | None = None
+    ) -> PreconditionerResult:
+        """G(θ) with L and ∇L there. *Collective.*
 
         ``current`` is L and ∇L at θ when the caller has them (saves an evaluation).
         """
-        ctx = self.context
+        if radius is not None:
+            raise NotImplementedError("a trust-region radius for the local solves is not supported yet")
         if current is None or current.grad is None:
             current = self.objective.evaluate(theta)
-        with ctx.timers.phase("local_solve"):
+        with self.context.timers.phase("local_solve"):
             if self.additive:
-                result, alpha = self._additive(theta, current)
-            else:
-                result, alpha = self._multiplicative(theta)
-        return result[0], result[1], alpha
+                return self._additive(theta, current)
+            return self._multiplicative(theta, current)
 
-    def _additive(self, theta: torch.Tensor, current: Evaluation) -> tuple[tuple[torch.Tensor, Evaluation], float]:
-        ctx = self.context
+    def _additive(self, theta: torch.Tensor, current: Evaluation) -> PreconditionerResult:
+        counters = self.context.counters
         dec = self.decomposition
         correction = torch.zeros_like(theta)
-        failed = 0.0
-        slowest = 0.0  # local gradient evaluations of the most expensive block
+        failed = decrease = 0.0
+        slowest = torch.zeros(2, dtype=torch.float64)  # local evaluations and work of the costliest subdomain
         for s in self.my_blocks:
-            before = ctx.counters["local_grad_evals"]
-            solution, bad = self._local_solve(s, theta)
-            slowest = max(slowest, ctx.counters["local_grad_evals"] - before)
-            failed += float(bad)
-            delta = solution - dec.restrict(theta, s)
+            before = (counters["local_grad_evals"], counters["local_grad_work"])
+            solution, bad, local_decrease = self._local_solve(s, theta, current)
+            cost = (counters["local_grad_evals"] - before[0], counters["local_grad_work"] - before[1])
+            slowest = torch.maximum(slowest, torch.tensor(cost, dtype=torch.float64))
             if self.group is not None and self.group.size > 1 and self.group.rank != 0:
-                continue  # the ranks sharing a block hold the same solution; one of them adds it
-            dec.extend_weighted(delta, s, correction)
-        # one collective: Σ_s D_s E_s (θ_s* − R_s θ) and the count of failed local solves
-        buffer = torch.cat([correction, correction.new_tensor([failed])])
-        with ctx.timers.phase("communication"):
-            ctx.comm.allreduce(buffer)
-            # effective parallel cost (the seed's #g_e): the blocks' local solves run
-            # concurrently, one block per rank, so each outer iteration costs its slowest block
-            slowest = ctx.comm.allreduce_value(slowest, "max")
-        ctx.counters.add("effective_local_grad_evals", slowest)
-        correction = buffer[:-1]
-        if buffer[-1] > 0:
-            ctx.counters.add("failed_local_solves", float(buffer[-1]))
+                continue  # the ranks sharing a subdomain hold the same solution; one of them adds it
+            failed += float(bad)
+            decrease += local_decrease
+            dec.extend_weighted(solution - dec.restrict(theta, s), s, correction)
+        # one collective: Σ_s D_s E_s (θ_s* − R_s θ), the failed local solves and the local decreases
+        buffer = torch.cat([correction, correction.new_tensor([failed, decrease])])
+        with self.context.timers.phase("communication"):
+            self.comm.allreduce(buffer)
+            # effective parallel cost (the seed's #g_e): the local solves run concurrently,
+            # one subdomain per rank, so each outer iteration costs its slowest subdomain
+            self.comm.allreduce(slowest, "max")
+        counters.add("effective_local_grad_evals", float(slowest[0]))
+        counters.add("effective_local_grad_work", float(slowest[1]))
+        correction = buffer[:-2]
+        failed, decrease = float(buffer[-2]), float(buffer[-1])
+        warnings = self._failures(failed)
         if not torch.isfinite(correction).all():
-            return (theta.clone(), current), 0.0
+            return PreconditionerResult(theta.clone(), current, 0.0, 0.0, int(failed), warnings)
         ray = Ray(self.objective, theta, correction)
         slope = float(torch.dot(current.grad, correction))
         if slope < 0:
@@ -224,54 +281,102 @@ class Schwarz(Solver):
             loss, grad, _ = ray(1.0, True)
             alpha = 1.0 if math.isfinite(loss) and loss < current.loss else 0.0
         if alpha == 0.0:
-            ctx.counters.add("rejected_npc_steps")
-            return (theta.clone(), current), 0.0
-        ctx.counters.add("accepted_npc_steps")
+            counters.add("rejected_npc_steps")
+            return PreconditionerResult(theta.clone(), current, 0.0, decrease, int(failed), warnings)
+        counters.add("accepted_npc_steps")
         new_theta = theta + alpha * correction
-        return (new_theta, Evaluation(loss, grad)), alpha
+        return PreconditionerResult(new_theta, Evaluation(loss, grad), alpha, decrease, int(failed), warnings)
 
-    def _multiplicative(self, theta: torch.Tensor) -> tuple[tuple[torch.Tensor, Evaluation], float]:
+    def _multiplicative(self, theta: torch.Tensor, current: Evaluation) -> PreconditionerResult:
+        counters = self.context.counters
         dec = self.decomposition
         updated = theta.clone()
-        before = self.context.counters["local_grad_evals"]
-        for s in self.my_blocks:
-            solution, _ = self._local_solve(s, updated)
+        before = (counters["local_grad_evals"], counters["local_grad_work"])
+        failed = decrease = 0.0
+        for i, s in enumerate(self.my_blocks):
+            if i and dec.kind == "samples":  # the next chunk is made consistent at the updated point
+                current = self.objective.evaluate(updated)
+            solution, bad, local_decrease = self._local_solve(s, updated, current)
+            failed += float(bad)
+            decrease += local_decrease
             dec.restrict(updated, s).copy_(solution)
         # the sweep is sequential (its evaluations data parallel): every local evaluation counts
-        self.context.counters.add("effective_local_grad_evals", self.context.counters["local_grad_evals"] - before)
-        return (updated, self.objective.evaluate(updated)), 1.0
+        counters.add("effective_local_grad_evals", counters["local_grad_evals"] - before[0])
+        counters.add("effective_local_grad_work", counters["local_grad_work"] - before[1])
+        warnings = self._failures(failed)
+        return PreconditionerResult(updated, self.objective.evaluate(updated), 1.0, decrease, int(failed), warnings)
+
+    def _failures(self, failed: float) -> tuple[str, ...]:
+        """Count failed local solves and say so."""
+        if failed <= 0:
+            return ()
+        self.context.counters.add("failed_local_solves", failed)
+        return (f"{int(failed)} of {len(self.decomposition)} local solves met a non-finite loss and stopped early",)
 
     # -- as a solver on its own --------------------------------------------
     def step(self) -> StepReport:
         """θᵏ⁺¹ = G(θᵏ). *Collective.*"""
-        theta, ev, alpha = self.apply(self.theta, self.current)
-        step_norm = float(torch.linalg.vector_norm(theta - self.theta))
-        self.theta.copy_(theta)
+        if self.current is not None and self._key != self.objective.key:
+            self.current = None  # the batch changed
+        result = self.apply(self.theta, self.current)
+        ev = result.evaluation
+        step_norm = float(torch.linalg.vector_norm(result.theta - self.theta))
+        loss_before = self.current.loss if self.current is not None else None
+        self.theta.copy_(result.theta)
         self.current = ev
-        reason = Reason.RUNNING if math.isfinite(ev.loss) else Reason.DIVERGED_NAN
+        self._key = self.objective.key
+        status = Status.RUNNING if math.isfinite(ev.loss) else Status.DIVERGED_NAN
+        if result.alpha == 0.0 and result.failed == len(self.decomposition):
+            status = Status.DIVERGED_LOCAL_SOLVE
         grad_norm = float(torch.linalg.vector_norm(ev.grad)) if ev.grad is not None else None
-        return StepReport(ev.loss, grad_norm, step_norm, alpha, None, alpha > 0, reason, ev.terms)
+        return StepReport(
+            ev.loss,
+            grad_norm,
+            step_norm,
+            result.alpha,
+            None,
+            result.alpha > 0,
+            status,
+            ev.terms,
+            loss_before,
+            result.warnings,
+        )
 
-    def samples_changed(self) -> None:
+    def set_point(self, theta: torch.Tensor) -> None:
+        super().set_point(theta)
         self.current = None
-        self.local_objectives.clear()
 
     def state_dict(self) -> dict:
+        """θ and L, ∇L there (identical on every rank); the local solvers are in :meth:`rank_state_dict`."""
         state: dict[str, Any] = {"theta": self.theta.clone()}
         if self.current is not None:
             state["loss"] = self.current.loss
             state["grad"] = self.current.grad.clone()
             state["terms"] = dict(self.current.terms)
-        if not self.options.reset_local:
-            state["local"] = {str(s): solver.state_dict() for s, solver in self.local_solvers.items()}
+            state["key"] = self._key
         return state
 
     def load_state_dict(self, state: dict) -> None:
         self.theta.copy_(state["theta"])
         if "grad" in state:
             self.current = Evaluation(state["loss"], state["grad"].to(self.theta), dict(state.get("terms", {})))
-        for s, local_state in state.get("local", {}).items():
-            solver = self.local_solvers[int(s)]
-            objective = self._local_objective(int(s))
-            solver.init(objective, self.decomposition.restrict(self.theta, int(s)))
-            solver.load_state_dict(local_state)
+            self._key = int(state.get("key", 0))
+        else:
+            self.current = None
+
+    def rank_state_dict(self) -> dict:
+        """The local solvers of this rank's subdomains (their histories), unless they restart every time."""
+        if self.options.reset_local:
+            return {}
+        return {
+            str(s): {"state": solver.state_dict(), "rank": solver.rank_state_dict()}
+            for s, solver in self.local_solvers.items()
+        }
+
+    def load_rank_state_dict(self, state: dict) -> None:
+        for s, saved in state.items():
+            solver = self.local_solvers.get(int(s))
+            if solver is None:
+                raise ValueError(f"the checkpoint holds subdomain {s}, which this rank does not solve")
+            solver.load_state_dict(saved["state"])
+            solver.load_rank_state_dict(saved.get("rank", {}))

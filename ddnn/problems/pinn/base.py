@@ -33,8 +33,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from ddnn.config import option
-from ddnn.problems.base import Problem, Samples
+from ddnn.options import option
+from ddnn.problems.base import Problem, Samples, relative_error, share
 from ddnn.problems.pinn.derivatives import Jet, autograd_jet, mlp_jet, supports_jet
 from ddnn.problems.pinn.sampling import sub_seed
 
@@ -45,14 +45,13 @@ __all__ = ["PINNOptions", "TimeDependentPINNOptions", "PINNProblem"]
 class PINNOptions:
     """Options common to every PINN problem."""
 
-    n_interior: int = option(10000, "interior collocation points", min=0)
-    n_boundary: int = option(1000, "boundary points", min=0)
+    n_interior: int = option(10000, "interior collocation points", min=1, max=10**9)
+    n_boundary: int = option(1000, "boundary points", min=0, max=10**9)
     sampling: Literal["latin_hypercube", "sobol", "uniform"] = option(
         "latin_hypercube", "how collocation and boundary points are drawn"
     )
     weight_interior: float = option(1.0, "weight of the PDE residual term", min=0.0)
     weight_boundary: float = option(1.0, "weight of the boundary misfit term", min=0.0)
-    resample_every: int = option(0, "draw new points every N iterations with seed + iteration (0: never)", min=0)
     derivatives: Literal["taylor", "autograd"] = option(
         "taylor", "input derivatives: forward Taylor jets through the MLP, or nested autograd (reference)"
     )
@@ -62,7 +61,7 @@ class PINNOptions:
 class TimeDependentPINNOptions(PINNOptions):
     """PINN options with an initial condition at t = 0."""
 
-    n_initial: int = option(1000, "initial-condition points (t = 0)", min=0)
+    n_initial: int = option(1000, "initial-condition points (t = 0)", min=0, max=10**9)
     weight_initial: float = option(1.0, "weight of the initial misfit term", min=0.0)
 
 
@@ -78,7 +77,9 @@ class PINNProblem(Problem):
     Derivatives come from the forward Taylor jet when
     ``options.derivatives == "taylor"`` and the model is a plain MLP with a
     supported activation (:func:`~ddnn.problems.pinn.derivatives.supports_jet`),
-    otherwise from nested autograd.
+    otherwise from nested autograd. The jet's hand-written backward is not
+    differentiable again, so loss terms asked for with ``second_order``
+    (Hessian-vector products) use nested autograd.
 
     Sampled terms: ``interior`` rows hold the input coordinates; ``boundary``
     and ``initial`` rows hold the coordinates followed by the target values.
@@ -86,7 +87,10 @@ class PINNProblem(Problem):
     """
 
     input_dim: ClassVar[int] = 2
+    input_shape: ClassVar[tuple[int, ...]] = (2,)
     output_dim: ClassVar[int] = 1
+    metrics_names: ClassVar[tuple[str, ...]] = ("rel_l2_error",)
+    can_resample: ClassVar[bool] = True
     #: derivatives the interior residual needs
     first: ClassVar[tuple[int, ...]] = ()
     second: ClassVar[tuple[int, ...]] = ()
@@ -119,7 +123,7 @@ class PINNProblem(Problem):
     def evaluation_grid(self) -> tuple[np.ndarray, np.ndarray]:
         """Evaluation points (M, input_dim) and the reference u there (M,), float64."""
 
-    def misfit(self, term: str, rows: torch.Tensor) -> torch.Tensor:
+    def misfit(self, term: str, rows: torch.Tensor, second_order: bool = False) -> torch.Tensor:
         """Data misfit (N,) or (N, c) of a boundary or initial term: u − target by default."""
         x, target = rows[:, : self.input_dim], rows[:, self.input_dim]
         return self.model(x)[:, 0] - target
@@ -133,9 +137,9 @@ class PINNProblem(Problem):
 
     # -- the protocol --------------------------------------------------------
 
-    def jet(self, x: torch.Tensor) -> Jet:
-        """u and the residual's derivatives at points ``x``."""
-        fn = mlp_jet if self.use_jet else autograd_jet
+    def jet(self, x: torch.Tensor, second_order: bool = False) -> Jet:
+        """u and the residual's derivatives at points ``x`` (twice differentiable with ``second_order``)."""
+        fn = mlp_jet if self.use_jet and not second_order else autograd_jet
         return fn(self.model, x, self.first, self.second, self.combined)
 
     def sample(self, seed: int) -> Samples:
@@ -146,48 +150,48 @@ class PINNProblem(Problem):
             terms[term] = rows.to(device=self.device, dtype=self.dtype)
         return Samples.whole(terms)
 
-    def training_samples(self) -> Samples:
-        if self._training is None:  # drawn once: solvers and block objectives share it
+    def training_samples(self, draw: int = 0) -> Samples:
+        """The collocation and data points of draw ``draw``, seeded by ``seed + draw`` (draw 0 cached)."""
+        if draw:
+            return self.sample(self.seed + draw)
+        if self._training is None:
             self._training = self.sample(self.seed)
         return self._training
 
-    def resample(self, iteration: int) -> Samples | None:
-        every = self.options.resample_every
-        if every <= 0 or iteration <= 0 or iteration % every != 0:
-            return None
-        return self.sample(self.seed + iteration)
-
-    def loss_terms(self, samples: Samples) -> dict[str, torch.Tensor]:
+    def loss_terms(self, samples: Samples, *, second_order: bool = False) -> dict[str, torch.Tensor]:
         out = {}
         for term, rows in samples.terms.items():
             if term not in self.terms:
                 raise KeyError(f"{type(self).__name__} has no loss term {term!r}; known: {', '.join(self.terms)}")
             if term == "interior":
                 x = rows[:, : self.input_dim]
-                r = self.residual(x, self.jet(x))
+                r = self.residual(x, self.jet(x, second_order))
             else:
-                r = self.misfit(term, rows)
+                r = self.misfit(term, rows, second_order)
             count = max(int(samples.counts.get(term, rows.shape[0])), 1)
             out[term] = r.square().sum() * (self.term_weight(term) / count)
         return out
 
     @torch.no_grad()
-    def _predict_on_grid(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Evaluation points, the network's u (float64) and the reference there."""
+    def _predict_on_grid(self, part: int = 0, parts: int = 1) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Share ``part`` of ``parts`` of the evaluation points, the network's u there (float64), the reference."""
         if self._grid is None:
             points, reference = self.evaluation_grid()
             self._grid = (
                 torch.as_tensor(points, dtype=self.dtype, device=self.device),
                 torch.as_tensor(reference, dtype=torch.float64, device=self.device),
             )
-        points, reference = self._grid
+        rows = share(self._grid[0].shape[0], part, parts)
+        points, reference = self._grid[0][rows], self._grid[1][rows]
         u = torch.cat([self.model(chunk)[:, 0] for chunk in points.split(self.metric_chunk)])
         return points, u.to(torch.float64), reference
 
-    def metrics(self) -> dict[str, float]:
-        _, u, reference = self._predict_on_grid()
-        err = torch.linalg.vector_norm(u - reference) / torch.linalg.vector_norm(reference)
-        return {"rel_l2_error": float(err)}
+    def metric_parts(self, part: int = 0, parts: int = 1) -> dict[str, float]:
+        _, u, reference = self._predict_on_grid(part, parts)
+        return {"error_sq": float((u - reference).square().sum()), "reference_sq": float(reference.square().sum())}
+
+    def metrics_from(self, sums: dict[str, float]) -> dict[str, float]:
+        return {"rel_l2_error": relative_error(sums)}
 
     def solution(self) -> dict:
         """u of the network and the reference on the evaluation grid (see :meth:`Problem.solution`)."""

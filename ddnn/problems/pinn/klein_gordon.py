@@ -73,11 +73,11 @@ class KleinGordon(PINNProblem):
             out = out + self.beta * u
         return out + self.gamma * u * u
 
-    def misfit(self, term: str, rows: torch.Tensor) -> torch.Tensor:
+    def misfit(self, term: str, rows: torch.Tensor, second_order: bool = False) -> torch.Tensor:
         if term != "initial":
-            return super().misfit(term, rows)
+            return super().misfit(term, rows, second_order)
         x = rows[:, :2]
-        fn = mlp_jet if self.use_jet else autograd_jet
+        fn = mlp_jet if self.use_jet and not second_order else autograd_jet
         jet = fn(self.model, x, (1,), ())
         return torch.stack([jet.u - rows[:, 2], jet.first[1] - rows[:, 3]], dim=1)
 

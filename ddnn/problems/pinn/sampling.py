@@ -18,25 +18,15 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Literal
 
-import numpy as np
 import torch
+
+from ddnn.sampler import sub_seed
 
 __all__ = ["SAMPLING_METHODS", "sample_box", "sub_seed"]
 
 SAMPLING_METHODS = ("latin_hypercube", "sobol", "uniform")
 
 Method = Literal["latin_hypercube", "sobol", "uniform"]
-
-
-def sub_seed(seed: int, *keys: int) -> int:
-    """An independent 63-bit seed derived from ``seed`` and ``keys`` (``numpy.random.SeedSequence``).
-
-    Distinct key tuples give statistically independent streams, so the
-    samplers of different loss terms (and of different resampling
-    iterations) never share random numbers.
-    """
-    state = np.random.SeedSequence([int(seed), *(int(k) for k in keys)]).generate_state(2, dtype=np.uint32)
-    return int(state[0]) | (int(state[1] & 0x7FFFFFFF) << 32)
 
 
 def _unit_cube(method: str, n: int, d: int, seed: int) -> torch.Tensor:
