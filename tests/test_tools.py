@@ -299,12 +299,12 @@ def test_plot_solution_without_solution_group(runs, tmp_path):
 
 
 # ---------------------------------------------------------------------------
-# inspect.py
+# summary.py
 
 
-def test_inspect_results_and_checkpoint(runs):
+def test_summary_of_results_and_checkpoint(runs):
     attrs, h = history(runs["adam_np2"])
-    text = ok(tool("inspect", runs["adam_np2"]))
+    text = ok(tool("summary", runs["adam_np2"]))
     assert "ddnn results file" in text
     assert "solver adam, 2 rank(s)" in text
     assert f"stop: {attrs['stop_reason']}" in text and "20 iterations" in text
@@ -312,7 +312,7 @@ def test_inspect_results_and_checkpoint(runs):
         assert f"  {column} " in text
     assert "    name: adam" in text  # the configuration
     assert "/history/" in text and "/params" in text
-    checkpoint = ok(tool("inspect", os.path.join(runs["adam_np2"], "checkpoint.h5"), "--depth", "3"))
+    checkpoint = ok(tool("summary", os.path.join(runs["adam_np2"], "checkpoint.h5"), "--depth", "3"))
     assert "ddnn checkpoint file" in checkpoint
     assert "/state/params" in checkpoint and "/state/ranks/1/" in checkpoint
 
@@ -320,7 +320,7 @@ def test_inspect_results_and_checkpoint(runs):
 # ---------------------------------------------------------------------------
 # errors shared by every tool
 
-ALL_TOOLS = ["plot_history", "compare", "scaling", "plot_solution", "inspect"]
+ALL_TOOLS = ["plot_history", "compare", "scaling", "plot_solution", "summary"]
 
 
 @pytest.mark.parametrize("name", ALL_TOOLS)
@@ -341,3 +341,11 @@ def test_not_our_file(name, runs):
 
 def test_bad_output_extension(runs, tmp_path):
     one_line_error(tool("plot_history", runs["adam_s0"], "-o", tmp_path / "h.svg"), ".png or .pdf")
+
+
+def test_no_tool_shadows_a_standard_library_module():
+    """``python tools/x.py`` puts tools/ first on sys.path: a tool named like a stdlib module breaks numpy."""
+    names = {os.path.splitext(f)[0] for f in os.listdir(TOOLS) if f.endswith(".py")}
+    assert not names & set(sys.stdlib_module_names)
+    proc = subprocess.run([sys.executable, "-c", "import numpy, h5py"], cwd=TOOLS, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr

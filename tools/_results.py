@@ -11,43 +11,21 @@ layout.
 Every problem a user can cause (a missing file, a file that is not ours, a
 column the run does not have) raises :class:`ToolError`; :func:`main_guard`
 turns it into one line on stderr and exit code 2.
-
-This module is imported before numpy by every tool: the directory ``tools/``
-is the first entry of ``sys.path`` when a tool runs as ``python tools/x.py``,
-and ``tools/inspect.py`` would otherwise hide the standard library module
-``inspect`` that numpy, h5py and matplotlib import.
 """
 
 from __future__ import annotations
 
+import argparse
+import math
 import os
+import re
 import sys
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, NoReturn
 
-
-def _load_stdlib_inspect() -> None:
-    """Import the standard library's ``inspect`` before ``tools/inspect.py`` can shadow it."""
-    if "inspect" in sys.modules:
-        return
-    here = os.path.dirname(os.path.abspath(__file__))
-    saved = list(sys.path)
-    sys.path[:] = [p for p in sys.path if os.path.abspath(p or os.curdir) != here]
-    try:
-        import inspect  # noqa: F401  (cached in sys.modules from now on)
-    finally:
-        sys.path[:] = saved
-
-
-_load_stdlib_inspect()
-
-import argparse  # noqa: E402
-import math  # noqa: E402
-import re  # noqa: E402
-from collections.abc import Callable, Iterable, Sequence  # noqa: E402
-from dataclasses import dataclass, field  # noqa: E402
-from typing import Any, NoReturn  # noqa: E402
-
-import h5py  # noqa: E402
-import numpy as np  # noqa: E402
+import h5py
+import numpy as np
 
 __all__ = [
     "ToolError",

@@ -4,9 +4,9 @@ Examples
 --------
 ::
 
-    python tools/inspect.py runs/burgers/results.h5
-    python tools/inspect.py runs/burgers/checkpoint.h5 --depth 4
-    python tools/inspect.py runs/burgers                # the directory: its results.h5
+    python tools/summary.py runs/burgers/results.h5
+    python tools/summary.py runs/burgers/checkpoint.h5 --depth 4
+    python tools/summary.py runs/burgers                # the directory: its results.h5
 
 Prints the run (problem, solver, ranks, device, versions, times), why it
 stopped (``RUNNING`` means an interrupted run that can be resumed with
@@ -23,7 +23,7 @@ import _results as res
 import h5py
 import numpy as np
 
-PROG = "inspect.py"
+PROG = "summary.py"
 RUN_ATTRS = ("problem", "solver", "world_size", "device", "host", "input", "started", "finished")
 
 
