@@ -55,6 +55,10 @@ class Decomposition(abc.ABC):
         """``out += D_s E_s y``."""
         return self.extend(self.weights(s, y) * y, s, out)
 
+    @abc.abstractmethod
+    def local_radius(self, radius: float, norm: str) -> float:
+        """The radius of every local trust region such that the combined correction stays within ``radius``."""
+
     def blocks_of(self, rank: int, size: int) -> list[int]:
         """Subdomains solved by ``rank`` (round-robin; several per rank when S > size)."""
         return [s for s in range(len(self)) if s % size == rank]

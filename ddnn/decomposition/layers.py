@@ -16,6 +16,7 @@ Decomposition Methods*, SIAM 2015, §1.3; Kopaničáková et al., SISC 2024, §3
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -131,6 +132,14 @@ class LayerDecomposition(Decomposition):
         else:
             out[b.start : b.stop] += y
         return out
+
+    def local_radius(self, radius: float, norm: str) -> float:
+        """Δ in the ∞-norm (disjoint blocks, or averaged where they overlap); Δ/√S in the 2-norm.
+
+        With weights D_s ≥ 0 summing to one, |Σ_s D_s E_s s_s|_i ≤ max_s |s_s,i|, so the
+        combined correction has ∞-norm ≤ Δ and 2-norm² ≤ Σ_s ‖s_s‖² ≤ S (Δ/√S)².
+        """
+        return radius if norm == "inf" else radius / math.sqrt(len(self.blocks))
 
     def local_objective(self, objective: Any, s: int) -> Any:
         """L as a function of block s, the other blocks held fixed (:class:`~ddnn.solvers.objective.BlockObjective`)."""

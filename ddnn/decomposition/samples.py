@@ -115,6 +115,10 @@ class SampleDecomposition(Decomposition):
     def extend_weighted(self, y: torch.Tensor, s: int, out: torch.Tensor) -> torch.Tensor:
         return out.add_(y)
 
+    def local_radius(self, radius: float, norm: str) -> float:
+        """Δ/S: the S local corrections add up (triangle inequality, any norm)."""
+        return radius / self.chunks
+
     def local_objective(self, objective: Any, s: int) -> Any:
         """h_s: the loss on chunk s of the current batch, shifted by :meth:`begin` (a ``ShiftedObjective``)."""
         from ddnn.solvers.objective import ShiftedObjective  # solvers build on decompositions, not back

@@ -4,4 +4,4 @@ Trust-region subproblem solvers register under the kind ``subproblem``;
 line searches under ``line_search``. Nested solvers compose.
 """
 
-from ddnn.solvers import first_order, lbfgs, line_search, schwarz, subproblem  # noqa: F401
+from ddnn.solvers import first_order, lbfgs, line_search, schwarz, subproblem, trust_region  # noqa: F401

@@ -204,8 +204,14 @@ class Schwarz(Preconditioner):
         return solver
 
     # -- local problems --------------------------------------------------
-    def _local_solve(self, s: int, theta: torch.Tensor, current: Evaluation) -> tuple[torch.Tensor, bool, float]:
-        """θ_s* from ``local_iters`` steps on subdomain s starting at θ: (θ_s*, failed, local decrease)."""
+    def _local_solve(
+        self, s: int, theta: torch.Tensor, current: Evaluation, radius: float | None = None
+    ) -> tuple[torch.Tensor, bool, float]:
+        """θ_s* from ``local_iters`` steps on subdomain s starting at θ: (θ_s*, failed, local decrease).
+
+        With ``radius`` the local solver (a trust region) keeps its iterates within
+        the decomposition's local radius of the start.
+        """
         local = self.local_objectives[s]
         start = self.decomposition.begin(s, local, theta, current)
         if self.options.reset_local:
@@ -213,6 +219,8 @@ class Schwarz(Preconditioner):
         else:
             solver = self.local_solvers[s]
             solver.set_point(start)
+        if radius is not None:
+            solver.set_region(start, self.decomposition.local_radius(radius, solver.norm))
         failed = False
         first = last = None
         for _ in range(self.options.local_iters):
@@ -232,17 +240,20 @@ class Schwarz(Preconditioner):
         """G(θ) with L and ∇L there. *Collective.*
 
         ``current`` is L and ∇L at θ when the caller has them (saves an evaluation).
+        With ``radius`` (a trust-region caller, APTS) the local trust regions stay
+        within the decomposition's share of it and the combined correction is
+        returned as it is (α = 1): the caller's ratio test accepts or rejects it.
         """
-        if radius is not None:
-            raise NotImplementedError("a trust-region radius for the local solves is not supported yet")
+        if radius is not None and not hasattr(next(iter(self.local_solvers.values()), None), "set_region"):
+            raise ValueError("a trust-region caller needs local trust regions (local: {name: trust_region})")
         if current is None or current.grad is None:
             current = self.objective.evaluate(theta)
         with self.context.timers.phase("local_solve"):
             if self.additive:
-                return self._additive(theta, current)
-            return self._multiplicative(theta, current)
+                return self._additive(theta, current, radius)
+            return self._multiplicative(theta, current, radius)
 
-    def _additive(self, theta: torch.Tensor, current: Evaluation) -> PreconditionerResult:
+    def _additive(self, theta: torch.Tensor, current: Evaluation, radius: float | None) -> PreconditionerResult:
         counters = self.context.counters
         dec = self.decomposition
         correction = torch.zeros_like(theta)
@@ -250,7 +261,7 @@ class Schwarz(Preconditioner):
         slowest = torch.zeros(2, dtype=torch.float64)  # local evaluations and work of the costliest subdomain
         for s in self.my_blocks:
             before = (counters["local_grad_evals"], counters["local_grad_work"])
-            solution, bad, local_decrease = self._local_solve(s, theta, current)
+            solution, bad, local_decrease = self._local_solve(s, theta, current, radius)
             cost = (counters["local_grad_evals"] - before[0], counters["local_grad_work"] - before[1])
             slowest = torch.maximum(slowest, torch.tensor(cost, dtype=torch.float64))
             if self.group is not None and self.group.size > 1 and self.group.rank != 0:
@@ -272,6 +283,11 @@ class Schwarz(Preconditioner):
         warnings = self._failures(failed)
         if not torch.isfinite(correction).all():
             return PreconditionerResult(theta.clone(), current, 0.0, 0.0, int(failed), warnings)
+        if radius is not None:  # the caller's ratio test is the globalisation
+            new_theta = theta + correction
+            return PreconditionerResult(
+                new_theta, self.objective.evaluate(new_theta), 1.0, decrease, int(failed), warnings
+            )
         ray = Ray(self.objective, theta, correction)
         slope = float(torch.dot(current.grad, correction))
         if slope < 0:
@@ -287,7 +303,7 @@ class Schwarz(Preconditioner):
         new_theta = theta + alpha * correction
         return PreconditionerResult(new_theta, Evaluation(loss, grad), alpha, decrease, int(failed), warnings)
 
-    def _multiplicative(self, theta: torch.Tensor, current: Evaluation) -> PreconditionerResult:
+    def _multiplicative(self, theta: torch.Tensor, current: Evaluation, radius: float | None) -> PreconditionerResult:
         counters = self.context.counters
         dec = self.decomposition
         updated = theta.clone()
@@ -296,7 +312,7 @@ class Schwarz(Preconditioner):
         for i, s in enumerate(self.my_blocks):
             if i and dec.kind == "samples":  # the next chunk is made consistent at the updated point
                 current = self.objective.evaluate(updated)
-            solution, bad, local_decrease = self._local_solve(s, updated, current)
+            solution, bad, local_decrease = self._local_solve(s, updated, current, radius)
             failed += float(bad)
             decrease += local_decrease
             dec.restrict(updated, s).copy_(solution)
