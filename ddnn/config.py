@@ -140,6 +140,9 @@ class DataOptions:
     batch_size: Optional[int] = option(
         None, "rows per mini-batch, all loss terms together (null: the full training set every iteration)", min=1
     )
+    batch_growth: float = option(
+        1.0, "factor by which batch_size grows every epoch (stochastic trust region; 1: constant)", min=1.0, max=100.0
+    )
     shuffle: bool = option(True, "draw every epoch's batches from a new seeded permutation")
     overlap: float = option(
         0.0, "percent of the next batch's rows that a batch also holds (consecutive batches overlap)", min=0.0, lt=100.0

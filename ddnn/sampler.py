@@ -9,7 +9,9 @@ its shard of it, see :class:`~ddnn.solvers.objective.Objective`):
 * **mini-batches**: every epoch splits a seeded permutation of every loss
   term into ``ceil(rows / batch_size)`` near-equal consecutive batches (all
   terms in proportion), optionally extended by ``overlap`` percent of the
-  next batch's rows;
+  next batch's rows; with ``growth`` > 1 the batch size of epoch e is
+  ``batch_size · growth^e`` (capped at the set: a sample size that grows to
+  keep a stochastic trust region globally convergent);
 * **resampling** (``data.resample_every``): problems that draw their samples
   (PINN collocation points) draw a new set every N iterations, seeded by the
   iteration (draw k uses ``seed + k``).
@@ -63,6 +65,7 @@ class Sampler:
     batch_size : rows per batch, all terms together (``None``: full batch)
     shuffle : a new seeded permutation every epoch (else the stored order)
     overlap : percent of the next batch's rows a batch also holds
+    growth : factor by which the batch size grows every epoch (1: constant)
     resample_every : draw a new training set every N iterations (0: never)
     seed : seed of the permutations
 
@@ -83,6 +86,7 @@ class Sampler:
         overlap: float = 0.0,
         resample_every: int = 0,
         seed: int = 0,
+        growth: float = 1.0,
     ):
         if not 0.0 <= overlap < 100.0:
             raise ValueError(f"overlap must be in [0, 100) percent, got {overlap}")
@@ -90,6 +94,7 @@ class Sampler:
         self.batch_size = batch_size
         self.shuffle = shuffle
         self.overlap = overlap
+        self.growth = growth
         self.resample_every = resample_every
         self.seed = seed
         self.draw = 0
@@ -103,7 +108,15 @@ class Sampler:
     @classmethod
     def from_options(cls, problem: Any, options: Any, seed: int) -> Sampler:
         """A sampler from the ``data`` section of an input."""
-        return cls(problem, options.batch_size, options.shuffle, options.overlap, options.resample_every, seed)
+        return cls(
+            problem,
+            options.batch_size,
+            options.shuffle,
+            options.overlap,
+            options.resample_every,
+            seed,
+            options.batch_growth,
+        )
 
     # -- geometry of an epoch -----------------------------------------------
     @property
@@ -111,10 +124,18 @@ class Sampler:
         return self.full.rows
 
     @property
+    def epoch_batch_size(self) -> int | None:
+        """The batch size of the current epoch (``None``: the whole set)."""
+        if self.batch_size is None:
+            return None
+        return min(self.total_rows, math.ceil(self.batch_size * self.growth**self.epoch))
+
+    @property
     def batches_per_epoch(self) -> int:
-        if self.batch_size is None or self.batch_size >= self.total_rows:
+        size = self.epoch_batch_size
+        if size is None or size >= self.total_rows:
             return 1
-        return math.ceil(self.total_rows / self.batch_size)
+        return math.ceil(self.total_rows / size)
 
     @property
     def ends_epoch(self) -> bool:

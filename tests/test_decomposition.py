@@ -145,3 +145,12 @@ def test_sample_subdomains_share_all_parameters_and_add_their_corrections():
     assert dec.blocks_of(1, 2) == [1] and dec.blocks_of(0, 2) == [0, 2]
     with pytest.raises(ValueError):
         SampleDecomposition(0)
+
+
+def test_blocks_balanced_by_parameters():
+    sizes = [100, 10, 10, 10, 100]
+    groups = split_layers(5, 2, sizes)
+    assert [layer for g in groups for layer in g] == list(range(5))
+    assert max(sum(sizes[i] for i in g) for g in groups) == 120  # the best contiguous split
+    assert split_layers(5, 3, [1, 1, 1, 1, 100]) == [[0, 1, 2], [3], [4]]
+    assert split_layers(4, 4, [5, 5, 5, 5]) == [[0], [1], [2], [3]]

@@ -105,3 +105,41 @@ def test_data_parallel_lbfgs_on_pinns_matches_serial(tmp_path, problem):
     np.testing.assert_allclose(h4["loss"], h1["loss"], rtol=1e-9)
     np.testing.assert_array_equal(h4["grad_evals"], h1["grad_evals"])
     assert h1["loss"][-1] < h1["loss"][0]
+
+
+@pytest.mark.mpi
+@pytest.mark.parametrize("decomposition", ["samples", "layers"])
+def test_apts_takes_the_same_steps_on_1_2_and_4_ranks(tmp_path, decomposition):
+    """APTS with 4 subdomains: chunks (or blocks) solved 4, 2 or 1 per rank give the same global steps."""
+    norm = "inf" if decomposition == "layers" else 2
+    raw = {
+        "problem": {"name": "classification", "dataset": "blobs", "n_train": 160, "n_test": 40},
+        "model": {"name": "mlp", "width": 6, "depth": 3},  # 4 layers
+        "solver": {
+            "name": "trust_region",
+            "norm": norm,
+            "global_steps": 1,
+            "npc": {
+                "name": "schwarz",
+                "decomposition": decomposition,
+                "subdomains": 4,
+                "local_iters": 2,
+                "local": {"name": "trust_region", "norm": norm},
+            },
+        },
+        "run": {"max_iter": 4, "dtype": "float64", "device": "cpu", "print_every": 0, "checkpoint_every": 0},
+    }
+    path = tmp_path / "apts.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    results = {}
+    for ranks in (1, 2, 4):
+        proc = _run(str(path), str(tmp_path / f"np{ranks}"), ranks)
+        assert proc.returncode == 0, proc.stderr
+        results[ranks] = _params_and_history(str(tmp_path / f"np{ranks}"))
+    p1, h1 = results[1]
+    for ranks in (2, 4):
+        pn, hn = results[ranks]
+        np.testing.assert_allclose(pn, p1, rtol=1e-8, atol=1e-10)
+        np.testing.assert_allclose(hn["loss"], h1["loss"], rtol=1e-9)
+        np.testing.assert_array_equal(hn["effective_grad_evals"], h1["effective_grad_evals"])
+    assert h1["loss"][-1] < h1["loss"][0]

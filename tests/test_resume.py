@@ -52,6 +52,44 @@ CASES = {
         },
         2,
     ),
+    "apts_data_2ranks": (
+        2,
+        {
+            "problem": BURGERS,
+            "model": SMALL_NET,
+            "solver": {
+                "name": "trust_region",
+                "global_steps": 1,
+                "npc": {
+                    "name": "schwarz",
+                    "decomposition": "samples",
+                    "local_iters": 2,
+                    "local": {"name": "trust_region"},
+                },
+            },
+        },
+        2,
+    ),
+    "apts_weights_inexact_2ranks": (
+        2,
+        {
+            "problem": {"name": "classification", "dataset": "blobs", "n_train": 120, "n_test": 40},
+            "model": {"name": "mlp", "width": 8, "depth": 2},
+            "solver": {
+                "name": "trust_region",
+                "norm": "inf",
+                "npc": {
+                    "name": "schwarz",
+                    "subdomains": 3,
+                    "local_data": "chunk",
+                    "local_iters": 2,
+                    "local": {"name": "trust_region", "norm": "inf"},
+                },
+            },
+            "data": {"batch_size": 50},
+        },
+        3,
+    ),
     # resumed between two resamples (draws at iterations 3 and 6)
     "resample_2ranks": (
         2,

@@ -135,3 +135,13 @@ def test_state_restores_the_same_batches_mid_epoch(options):
         assert (resumed.epoch, resumed.position) == (straight.epoch, straight.position)
         straight.advance()
         resumed.advance()
+
+
+def test_batches_grow_every_epoch_until_the_whole_set():
+    sampler = Sampler(Source(), batch_size=10, growth=2.0, seed=0)
+    sizes = []
+    for _ in range(12):
+        sizes.append((sampler.epoch, sampler.epoch_batch_size, sampler.batches_per_epoch))
+        sampler.advance()
+    assert sizes[0] == (0, 10, 5) and (1, 20, 3) in sizes and (2, 40, 2) in sizes
+    assert sizes[-1][1:] == (47, 1) and sampler.batch is sampler.full  # it ends as a full-batch method

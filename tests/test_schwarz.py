@@ -216,3 +216,22 @@ def test_local_problems_follow_the_samplers_batches():
         assert local.batch is sampler.batch and local.key == sampler.key == 1
         local.set_base(theta)
         assert local.evaluate(dec.restrict(theta, s)).loss == pytest.approx(new_loss, rel=1e-14)
+
+
+def test_inexact_weight_blocks_on_a_data_chunk_are_first_order_consistent():
+    """Inexact stochastic APTS in weights: block s on this rank's chunk of the batch, shifted so that its
+    gradient at θ₀ is the restricted batch gradient."""
+    from ddnn.decomposition import LayerDecomposition
+
+    problem = _problem()
+    objective = Objective(problem, problem.training_samples())
+    theta = problem.params.flat.clone()
+    current = objective.evaluate(theta)
+    dec = LayerDecomposition(problem.params.layer_bounds(), [[0, 1], [2, 3]], data_chunk=(1, 3))
+    for s in range(2):
+        local = dec.local_objective(objective.local(None, "local_grad_evals"), s)
+        start = dec.begin(s, local, theta, current)
+        on_chunk = local.base.evaluate(start).grad
+        assert not torch.allclose(on_chunk, dec.restrict(current.grad, s))
+        torch.testing.assert_close(local.evaluate(start).grad, dec.restrict(current.grad, s), rtol=1e-12, atol=1e-14)
+        assert local.batch.rows == 13  # the second of three chunks of 40 rows

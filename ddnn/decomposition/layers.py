@@ -42,10 +42,18 @@ class LayerBlock:
         return self.stop - self.start
 
 
-def split_layers(n_layers: int, n_blocks: int) -> list[list[int]]:
-    """Consecutive, near-equal groups of layer indices (earlier groups take the remainder)."""
+def split_layers(n_layers: int, n_blocks: int, sizes: list[int] | None = None) -> list[list[int]]:
+    """Consecutive groups of layer indices: of near-equal counts, or of near-equal total ``sizes``.
+
+    Without ``sizes`` earlier groups take the remainder. With ``sizes`` (the
+    parameters of every layer) the groups minimise the largest group's size
+    (a contiguous partition by binary search on that bound), every group
+    keeping at least one layer.
+    """
     if not 1 <= n_blocks <= n_layers:
         raise ValueError(f"cannot split {n_layers} layers into {n_blocks} blocks")
+    if sizes is not None:
+        return _balanced_split(list(sizes), n_blocks)
     base, extra = divmod(n_layers, n_blocks)
     groups, first = [], 0
     for s in range(n_blocks):
@@ -53,6 +61,34 @@ def split_layers(n_layers: int, n_blocks: int) -> list[list[int]]:
         groups.append(list(range(first, first + count)))
         first += count
     return groups
+
+
+def _balanced_split(sizes: list[int], n_blocks: int) -> list[list[int]]:
+    """Contiguous groups of ``n_blocks`` minimising the largest sum of ``sizes``."""
+
+    def groups_for(bound: int) -> list[list[int]] | None:
+        groups: list[list[int]] = [[]]
+        total = 0
+        for i, size in enumerate(sizes):
+            # start a new group when this one would overflow, or when the layers left are just enough
+            left = len(sizes) - i
+            if groups[-1] and (total + size > bound or left == n_blocks - len(groups)):
+                groups.append([])
+                total = 0
+            groups[-1].append(i)
+            total += size
+            if total > bound:
+                return None
+        return groups if len(groups) == n_blocks else None
+
+    low, high = max(sizes), sum(sizes)
+    while low < high:
+        mid = (low + high) // 2
+        if groups_for(mid) is not None:
+            high = mid
+        else:
+            low = mid + 1
+    return groups_for(low)
 
 
 class LayerDecomposition(Decomposition):
@@ -63,6 +99,11 @@ class LayerDecomposition(Decomposition):
     layer_bounds : flat ``(start, stop)`` of every layer, in order and contiguous
     groups : the layer indices of every block (consecutive, covering every layer)
     overlap : whole layers added on each side of every block
+    data_chunk : ``(part, parts)``: local problems see only chunk ``part`` of
+        ``parts`` of every batch (the inexact, stochastic variant of APTS in
+        weights, Cruz Alegría et al. 2025): no communication in local solves,
+        and a first-order consistency term makes the block gradient at the
+        outer iterate the restricted batch gradient
 
     Raises
     ------
@@ -71,7 +112,14 @@ class LayerDecomposition(Decomposition):
 
     kind = "layers"
 
-    def __init__(self, layer_bounds: list[tuple[int, int]], groups: list[list[int]], overlap: int = 0):
+    def __init__(
+        self,
+        layer_bounds: list[tuple[int, int]],
+        groups: list[list[int]],
+        overlap: int = 0,
+        data_chunk: tuple[int, int] | None = None,
+    ):
+        self.data_chunk = data_chunk
         n_layers = len(layer_bounds)
         self.layer_bounds = list(layer_bounds)
         self.n = layer_bounds[-1][1] if layer_bounds else 0
@@ -142,11 +190,32 @@ class LayerDecomposition(Decomposition):
         return radius if norm == "inf" else radius / math.sqrt(len(self.blocks))
 
     def local_objective(self, objective: Any, s: int) -> Any:
-        """L as a function of block s, the other blocks held fixed (:class:`~ddnn.solvers.objective.BlockObjective`)."""
+        """L as a function of block s, the other blocks held fixed (:class:`~ddnn.solvers.objective.BlockObjective`).
+
+        With ``data_chunk`` the block loss of this rank's chunk of the batch,
+        shifted by :meth:`begin` (a ``ShiftedObjective``).
+        """
         b = self.blocks[s]
-        return objective.restrict(b.start, b.stop)
+        if self.data_chunk is None:
+            return objective.restrict(b.start, b.stop)
+        from ddnn.decomposition.samples import ChunkSource, SampleDecomposition
+        from ddnn.solvers.objective import ShiftedObjective
+
+        part, parts = self.data_chunk
+        chunk = ChunkSource(objective.source, SampleDecomposition(parts), part)
+        return ShiftedObjective(objective.on(chunk, None).restrict(b.start, b.stop))
 
     def begin(self, s: int, local: Any, theta: torch.Tensor, current: Any) -> torch.Tensor:
-        """Hold the other blocks at θ; the local start is R_s θ. No evaluation."""
-        local.set_base(theta)
-        return self.restrict(theta, s)
+        """Hold the other blocks at θ; the local start is R_s θ.
+
+        With ``data_chunk``: c = R_s ∇L(θ; batch) − ∇_s L(θ; chunk), one local
+        gradient evaluation on the chunk.
+        """
+        start = self.restrict(theta, s)
+        if self.data_chunk is None:
+            local.set_base(theta)
+            return start
+        local.base.set_base(theta)
+        chunk_grad = local.base.evaluate(start, grad=True).grad
+        local.set_shift(self.restrict(current.grad, s) - chunk_grad, start)
+        return start

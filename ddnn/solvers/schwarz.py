@@ -82,6 +82,16 @@ class SchwarzOptions:
         None, "explicit layer indices of every block, e.g. [[0, 1], [2, 3, 4]] (overrides subdomains)"
     )
     overlap: int = option(0, "layers: whole layers shared with each neighbouring block (partition of unity)", min=0)
+    local_data: Literal["batch", "chunk"] = option(
+        "batch",
+        "layers: local problems on the whole batch, or on this rank's chunk of it with a first-order "
+        "consistency term (inexact stochastic APTS: no communication in local solves)",
+    )
+    blocks: Literal["layers", "sized", "slices"] = option(
+        "layers",
+        "layer blocks of near-equal numbers of layers (layers) or of parameters (sized), or near-equal "
+        "contiguous slices of the parameter vector that may cut through layers (slices: any number of blocks)",
+    )
     overlap_percent: float = option(
         0.0, "samples: percent of the next chunk's rows each chunk also holds", min=0.0, lt=100.0
     )
@@ -113,6 +123,10 @@ class SchwarzOptions:
                 raise ConfigError(key, detail)
         if self.decomposition == "samples" and self.overlap:
             raise ConfigError(f"{prefix}.overlap" if prefix else "overlap", "use overlap_percent for sample chunks")
+        if self.decomposition == "samples" and self.local_data != "batch":
+            raise ConfigError(f"{prefix}.local_data" if prefix else "local_data", "applies to layer blocks only")
+        if self.layers is not None and self.blocks != "layers":
+            raise ConfigError(f"{prefix}.blocks" if prefix else "blocks", "explicit layers need blocks: layers")
 
 
 @register("solver", "schwarz", SchwarzOptions)
@@ -139,7 +153,8 @@ class Schwarz(Preconditioner):
             return len(options.layers)
         if options.subdomains is not None:
             return options.subdomains
-        return min(world_size, n_layers) if options.decomposition == "layers" and n_layers else world_size
+        by_layers = options.decomposition == "layers" and options.blocks != "slices" and n_layers
+        return min(world_size, n_layers) if by_layers else world_size
 
     @classmethod
     def check_setup(cls, options: SchwarzOptions, setup: Any, key: str) -> None:
@@ -150,7 +165,12 @@ class Schwarz(Preconditioner):
         def where(name: str) -> str:
             return f"{key}.{name}" if key else name
 
-        if options.decomposition == "layers" and n_layers:
+        if options.decomposition == "layers" and options.blocks == "slices":
+            if count > setup.n_params:
+                raise ConfigError(
+                    where("subdomains"), f"{count} slices but the network has {setup.n_params} parameters"
+                )
+        elif options.decomposition == "layers" and n_layers:
             if options.layers is not None:
                 top = max(max(group) for group in options.layers)
                 if top >= n_layers:
@@ -177,8 +197,14 @@ class Schwarz(Preconditioner):
             self.check_setup(o, setup, "")  # the same checks as at validation, for library use
             groups = [list(g) for g in o.layers] if o.layers is not None else None
             if groups is None:
-                groups = split_layers(len(bounds), self._count(o, comm.size, len(bounds)))
-            self.decomposition = LayerDecomposition(bounds, groups, o.overlap)
+                count = self._count(o, comm.size, len(bounds))
+                if o.blocks == "slices":  # the "layers" become S near-equal slices of θ
+                    n = bounds[-1][1]
+                    bounds = [((n * s) // count, (n * (s + 1)) // count) for s in range(count)]
+                sizes = [b - a for a, b in bounds] if o.blocks == "sized" else None
+                groups = split_layers(len(bounds), count, sizes)
+            chunk = (comm.rank, comm.size) if o.local_data == "chunk" else None
+            self.decomposition = LayerDecomposition(bounds, groups, o.overlap, chunk)
         else:
             self.decomposition = SampleDecomposition(self._count(o, comm.size, None), o.overlap_percent)
         n_blocks = len(self.decomposition)

@@ -231,12 +231,17 @@ class TrustRegion(Solver):
         return QuadraticModel(grad, compact=compact, inverse=self.history.apply_inverse)
 
     def _step_radius(self) -> float:
-        """Δ, or less when a region bounds the distance still available."""
+        """Δ, or less when a region bounds the distance still available (0 once less than a millionth is left).
+
+        The cut-off keeps a decision that depends on rounding (a region used up
+        to the last bit) from differing between runs on different rank counts.
+        """
         if self.region is None:
             return self.radius
         center, bound = self.region
         used = float(torch.linalg.vector_norm(self.theta - center, ord=2 if self.norm == "2" else math.inf))
-        return min(self.radius, bound - used)
+        left = bound - used
+        return min(self.radius, left) if left > 1e-6 * bound else 0.0
 
     def ratio(self, loss: float, trial: float, predicted: float) -> float:
         """ρ: actual over predicted decrease, against the largest recent loss when non-monotone."""
