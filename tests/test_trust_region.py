@@ -21,6 +21,7 @@ from ddnn import config as cfg
 from ddnn.errors import ConfigError
 from ddnn.solvers.base import SolverContext, Status
 from ddnn.solvers.objective import Objective
+from ddnn.solvers.radius import RadiusControl, RadiusOptions
 from ddnn.solvers.trust_region import TrustRegion, TrustRegionOptions
 
 F64 = torch.float64
@@ -105,22 +106,25 @@ def test_a_nonfinite_trial_is_rejected_and_the_radius_shrinks():
 
 
 def test_radius_control_follows_the_ratio():
-    solver = TrustRegion(TrustRegionOptions(radius=1.0, max_radius=3.0))
-    solver.update_radius(0.1, True)
-    assert solver.radius == 0.25
-    solver.update_radius(0.9, False)  # very successful, but inside the region: unchanged
-    assert solver.radius == 0.25
+    control = RadiusControl(RadiusOptions(radius=1.0, max_radius=3.0))
+    control.update(0.1, True)
+    assert control.radius == 0.25
+    control.update(0.9, False)  # very successful, but inside the region: unchanged
+    assert control.radius == 0.25
     for _ in range(5):
-        solver.update_radius(0.9, True)
-    assert solver.radius == 3.0  # capped at max_radius
-    assert solver.ratio(1.0, 0.5, 1.0) == 0.5 and solver.ratio(1.0, math.nan, 1.0) == -math.inf
+        control.update(0.9, True)
+    assert control.radius == 3.0  # capped at max_radius
+    assert control.ratio(1.0, 0.5, 1.0) == 0.5 and control.ratio(1.0, math.nan, 1.0) == -math.inf
+    assert control.accepts(1e-4) and not control.accepts(0.0)
 
 
 def test_non_monotone_acceptance_compares_with_the_window():
-    solver = TrustRegion(TrustRegionOptions(window=3))
-    solver.recent = [5.0, 2.0]
-    assert solver.ratio(1.0, 1.5, 1.0) == pytest.approx(3.5)  # against max(1, 5, 2)
-    monotone = TrustRegion(TrustRegionOptions())
+    control = RadiusControl(RadiusOptions(window=3))
+    for loss in (5.0, 2.0, 1.5):
+        control.accepted(loss)
+    assert control.recent == [2.0, 1.5]  # the last window - 1 losses
+    assert control.ratio(1.0, 1.5, 1.0) == pytest.approx(0.5)  # against max(1, 2, 1.5)
+    monotone = RadiusControl(RadiusOptions())
     assert monotone.ratio(1.0, 1.5, 1.0) == -0.5
 
 
@@ -133,7 +137,7 @@ def test_state_round_trip_continues_bit_for_bit():
     second.load_state_dict(first.state_dict())
     for _ in range(4):
         second.step()
-    assert torch.equal(second.theta, straight.theta) and second.radius == straight.radius
+    assert torch.equal(second.theta, straight.theta) and second.control.radius == straight.control.radius
 
 
 @pytest.mark.parametrize(

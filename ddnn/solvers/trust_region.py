@@ -56,13 +56,14 @@ from ddnn.solvers.base import Solver, SolverContext, Status, StepReport
 from ddnn.solvers.history import LBFGSHistory
 from ddnn.solvers.objective import Evaluation
 from ddnn.solvers.quadratic_model import CompactForm, QuadraticModel, lbfgs_compact
+from ddnn.solvers.radius import RadiusControl, RadiusOptions
 from ddnn.solvers.sr1 import LSR1History
 
 __all__ = ["TrustRegionOptions", "TrustRegion", "default_subproblem"]
 
 
 @dataclass(frozen=True)
-class TrustRegionOptions:
+class TrustRegionOptions(RadiusOptions):
     order: Literal[1, 2] = option(2, "1: first order (B = 0, step -Δ g/|g|); 2: a model of the curvature")
     hessian: Literal["sr1", "lbfgs", "exact"] = option(
         "sr1", "order 2: B from L-SR1 or L-BFGS secant pairs, or exact Hessian-vector products"
@@ -72,29 +73,11 @@ class TrustRegionOptions:
         "subproblem", None, "subproblem solver (default: cauchy for order 1, obs for sr1/lbfgs, cg for exact)"
     )
     norm: Literal[2, "inf"] = option(2, "norm of the trust region: 2 or inf (APTS in weights)")
-    radius: float = option(0.1, "initial radius Δ₀", gt=0.0)
-    min_radius: float = option(1e-10, "the radius never shrinks below this", gt=0.0)
-    max_radius: float = option(10.0, "the radius never grows above this", gt=0.0)
-    eta: float = option(1e-4, "accept the step when ρ >= eta (N&W Alg. 4.1: eta in [0, 1/4))", min=0.0, lt=1.0)
-    shrink_below: float = option(0.25, "shrink the radius when ρ < this (N&W Alg. 4.1)", gt=0.0, lt=1.0)
-    expand_above: float = option(0.75, "expand when ρ > this and the step reached the boundary", gt=0.0, lt=1.0)
-    shrink: float = option(0.25, "factor of a shrinking radius (N&W Alg. 4.1)", gt=0.0, lt=1.0)
-    expand: float = option(2.0, "factor of an expanding radius (N&W Alg. 4.1)", gt=1.0, max=100.0)
-    window: int = option(1, "non-monotone acceptance over the last N losses (1: monotone)", min=1, max=1000)
     grad_tol: float = option(0.0, "stop when max |g_i| <= grad_tol (0: never)", min=0.0)
     npc: Optional[Section] = component(
         "solver", None, "nonlinear preconditioner whose correction the ratio test controls (schwarz: APTS)", role="npc"
     )
     global_steps: int = option(0, "with npc: plain trust-region steps after every preconditioned one", min=0)
-
-    def check(self, prefix: str) -> None:
-        def key(name: str) -> str:
-            return f"{prefix}.{name}" if prefix else name
-
-        if not self.eta <= self.shrink_below <= self.expand_above:
-            raise ConfigError(key("eta"), "need eta <= shrink_below <= expand_above")
-        if not self.min_radius <= self.radius <= self.max_radius:
-            raise ConfigError(key("radius"), "need min_radius <= radius <= max_radius")
 
 
 def default_subproblem(options: TrustRegionOptions) -> str:
@@ -111,7 +94,7 @@ class TrustRegion(Solver):
     Attributes
     ----------
     theta : the iterate
-    radius : the current radius Δ
+    control : the radius Δ and the ratio test (:class:`~ddnn.solvers.radius.RadiusControl`)
     loss, grad : L and ∇L at ``theta`` when known (kept with the objective's ``key``)
     history : the secant pairs (:class:`~ddnn.solvers.sr1.LSR1History` or
         :class:`~ddnn.solvers.history.LBFGSHistory`; ``None`` otherwise)
@@ -135,11 +118,10 @@ class TrustRegion(Solver):
         self.norm = "2" if options.norm == 2 else "inf"
         self.npc = self.context.build_solver(options.npc) if options.npc is not None else None
         self.history: Any = None
-        self.radius = options.radius
+        self.control = RadiusControl(options)
         self.loss: float | None = None
         self.grad: torch.Tensor | None = None
         self.region: tuple[torch.Tensor, float] | None = None
-        self.recent: list[float] = []  # losses of the last iterates (non-monotone acceptance)
         self.iteration = 0
         self._terms: dict[str, float] = {}
         self._key = 0
@@ -184,15 +166,15 @@ class TrustRegion(Solver):
             self.history = LBFGSHistory(o.memory, n, device, dtype)
         else:
             self.history = None
-        self.radius = o.radius
+        self.control.reset()
         self.loss, self.grad, self.region = None, None, None
-        self.recent, self.iteration, self._terms = [], 0, {}
+        self.iteration, self._terms = 0, {}
         self._key = objective.key
 
     def set_point(self, theta: torch.Tensor) -> None:
         """Move to ``theta`` keeping the radius and the secant pairs; L and ∇L are evaluated anew."""
         self.theta.copy_(theta)
-        self.loss, self.grad, self.recent = None, None, []
+        self.loss, self.grad, self.control.recent = None, None, []
 
     def set_region(self, center: torch.Tensor, radius: float) -> None:
         """Keep every iterate within ``radius`` of ``center`` (in the solver's norm); the radius starts there.
@@ -201,7 +183,7 @@ class TrustRegion(Solver):
         subdomains then add up to a step inside the global radius.
         """
         self.region = (center.detach().clone(), float(radius))
-        self.radius = min(max(float(radius), self.options.min_radius), self.options.max_radius)
+        self.control.reset(radius)
 
     def evaluate(self) -> tuple[float, torch.Tensor]:
         """L and ∇L at ``theta`` on the current batch, evaluated once and cached. *Collective*."""
@@ -236,33 +218,16 @@ class TrustRegion(Solver):
         The cut-off keeps a decision that depends on rounding (a region used up
         to the last bit) from differing between runs on different rank counts.
         """
+        radius = self.control.radius
         if self.region is None:
-            return self.radius
+            return radius
         center, bound = self.region
         used = float(torch.linalg.vector_norm(self.theta - center, ord=2 if self.norm == "2" else math.inf))
         left = bound - used
-        return min(self.radius, left) if left > 1e-6 * bound else 0.0
-
-    def ratio(self, loss: float, trial: float, predicted: float) -> float:
-        """ρ: actual over predicted decrease, against the largest recent loss when non-monotone."""
-        if not math.isfinite(trial):
-            return -math.inf
-        reference = max([loss, *self.recent[-(self.options.window - 1) :]]) if self.options.window > 1 else loss
-        if predicted <= 0.0:
-            return 1.0 if trial < reference else -math.inf
-        return (reference - trial) / predicted
-
-    def update_radius(self, rho: float, on_boundary: bool) -> None:
-        """Nocedal & Wright Alg. 4.1, with the radius kept in [min_radius, max_radius]."""
-        o = self.options
-        if rho < o.shrink_below:
-            self.radius = max(o.shrink * self.radius, o.min_radius)
-        elif rho > o.expand_above and on_boundary:
-            self.radius = min(o.expand * self.radius, o.max_radius)
+        return min(radius, left) if left > 1e-6 * bound else 0.0
 
     def _accept(self, theta: torch.Tensor, ev: Evaluation) -> None:
-        if self.options.window > 1:
-            self.recent = (self.recent + [self.loss])[-(self.options.window - 1) :]
+        self.control.accepted(self.loss)
         self.theta.copy_(theta)
         self.loss, self.grad, self._terms = ev.loss, ev.grad, dict(ev.terms)
         self._key = self.objective.key
@@ -288,7 +253,7 @@ class TrustRegion(Solver):
         if not (math.isfinite(loss) and math.isfinite(grad_norm)):
             return StepReport(loss, grad_norm, accepted=False, status=Status.DIVERGED_NAN, loss_before=loss)
         if grad_norm == 0.0 or (self.options.grad_tol > 0.0 and float(grad.abs().max()) <= self.options.grad_tol):
-            return StepReport(loss, grad_norm, 0.0, None, self.radius, status=Status.GRAD_TOL, loss_before=loss)
+            return StepReport(loss, grad_norm, 0.0, None, self.control.radius, status=Status.GRAD_TOL, loss_before=loss)
         return None
 
     def _step(self) -> StepReport:
@@ -298,24 +263,24 @@ class TrustRegion(Solver):
         loss, grad = self.loss, self.grad
         radius = self._step_radius()
         if radius <= 0.0:  # a local solve used up its region
-            return StepReport(loss, None, 0.0, None, self.radius, False, Status.RUNNING, self._terms, loss)
+            return StepReport(loss, None, 0.0, None, self.control.radius, False, Status.RUNNING, self._terms, loss)
         result = self.subproblem.solve(self.model(grad), radius, self.norm)
         self.context.counters.add("cg_iterations", result.iterations)
         trial = self.theta + result.step
         ev = self.objective.evaluate(trial)
         self.iteration += 1
-        rho = self.ratio(loss, ev.loss, result.predicted_decrease)
+        rho = self.control.ratio(loss, ev.loss, result.predicted_decrease)
         if not math.isfinite(ev.loss):
             self.context.counters.add("tr_nonfinite_trials")
         elif self.history is not None and ev.grad is not None and bool(torch.isfinite(ev.grad).all()):
             # SR1 learns from rejected steps too (N&W Alg. 6.2); L-BFGS only from accepted ones
-            if isinstance(self.history, LSR1History) or rho >= self.options.eta:
+            if isinstance(self.history, LSR1History) or self.control.accepts(rho):
                 stored = self.history.push(result.step, ev.grad - grad)
                 self.context.counters.add("secant_pairs_stored" if stored else "secant_pairs_skipped")
-        accepted = rho >= self.options.eta
+        accepted = self.control.accepts(rho)
         step_norm = float(torch.linalg.vector_norm(result.step, ord=2 if self.norm == "2" else math.inf))
-        radius_used = self.radius
-        self.update_radius(rho, result.on_boundary or step_norm >= 0.99 * radius)
+        radius_used = self.control.radius
+        self.control.update(rho, result.on_boundary or step_norm >= 0.99 * radius)
         if accepted:
             self.context.counters.add("tr_accepted")
             self._accept(trial, ev)
@@ -339,19 +304,19 @@ class TrustRegion(Solver):
         if stop is not None:
             return stop
         loss, grad = self.loss, self.grad
-        result = self.npc.apply(self.theta, Evaluation(loss, grad, dict(self._terms)), radius=self.radius)
+        result = self.npc.apply(self.theta, Evaluation(loss, grad, dict(self._terms)), radius=self.control.radius)
         ev = result.evaluation
         self.iteration += 1
         step = result.theta - self.theta
         step_norm = float(torch.linalg.vector_norm(step, ord=2 if self.norm == "2" else math.inf))
-        rho = self.ratio(loss, ev.loss, result.predicted_decrease)
+        rho = self.control.ratio(loss, ev.loss, result.predicted_decrease)
         if not math.isfinite(ev.loss):
             self.context.counters.add("tr_nonfinite_trials")
-        accepted = rho >= self.options.eta and step_norm > 0.0
-        radius_used = self.radius
+        accepted = self.control.accepts(rho) and step_norm > 0.0
+        radius_used = self.control.radius
         # the sum of local corrections rarely lies on the boundary itself: a very successful
         # combined step expands the radius (Conn, Gould & Toint 2000, Alg. 6.1.1, step 4)
-        self.update_radius(rho, True)
+        self.control.update(rho, True)
         if accepted:
             self.context.counters.add("tr_accepted")
             self._accept(result.theta, ev)
@@ -375,9 +340,8 @@ class TrustRegion(Solver):
         """θ, Δ, the cached evaluation, the secant history, the recent losses and the region."""
         state: dict[str, Any] = {
             "theta": self.theta.clone(),
-            "radius": self.radius,
+            "control": self.control.state_dict(),
             "iteration": self.iteration,
-            "recent": torch.tensor(self.recent, dtype=torch.float64),
         }
         if self.grad is not None:
             state.update(loss=self.loss, grad=self.grad.clone(), terms=dict(self._terms), key=self._key)
@@ -392,9 +356,8 @@ class TrustRegion(Solver):
     def load_state_dict(self, state: dict) -> None:
         """Restore :meth:`state_dict` after :meth:`init`; the run then continues bit for bit."""
         self.theta.copy_(state["theta"])
-        self.radius = float(state["radius"])
+        self.control.load_state_dict(state["control"])
         self.iteration = int(state["iteration"])
-        self.recent = [float(v) for v in state["recent"].tolist()]
         if "grad" in state:
             self.loss, self.grad = float(state["loss"]), state["grad"].to(self.theta).clone()
             self._terms, self._key = dict(state.get("terms", {})), int(state.get("key", 0))
