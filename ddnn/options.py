@@ -146,6 +146,11 @@ def describe_options(cls: type, indent: str = "  ") -> list[str]:
             lines.append(f"{indent}{f.name}:  {doc}")
             lines.extend(describe_options(type(default), indent + "  "))
             continue
+        item = typing.get_args(hints[f.name])[0] if typing.get_origin(hints[f.name]) is tuple else None
+        if item is not None and dataclasses.is_dataclass(item):  # a list of sections, e.g. levels
+            lines.append(f"{indent}{f.name}: a list of mappings, each with:  {doc}")
+            lines.extend(describe_options(item, indent + "  "))
+            continue
         bounds = [f"{k} {f.metadata[k]}" for k in ("min", "max", "gt", "lt") if k in f.metadata]
         extra = f" [{', '.join(bounds)}]" if bounds else ""
         shown_default = str(default) if hasattr(default, "type_name") else repr(default)

@@ -87,9 +87,14 @@ def load_builtin_components() -> None:
     if _loaded:
         return
     _loaded = True
+    import importlib
+
     import ddnn.models  # noqa: F401
     import ddnn.problems  # noqa: F401
-    import ddnn.solvers  # noqa: F401
+    import ddnn.solvers
+
+    for module in ddnn.solvers.MODULES:
+        importlib.import_module(f"ddnn.solvers.{module}")
 
 
 def build(kind: str, section: Any, /, *args: Any, **kwargs: Any) -> Any:

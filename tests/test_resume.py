@@ -90,6 +90,39 @@ CASES = {
         },
         3,
     ),
+    "svrg_2ranks": (
+        2,
+        {
+            "problem": {"name": "logistic", "n_samples": 200, "features": 6, "reference": False},
+            "solver": {
+                "name": "multilevel",
+                "levels": [{"fraction": 0.05, "resample": "step", "pre": 4, "solver": {"name": "sgd", "lr": 0.3}}],
+            },
+        },
+        2,
+    ),
+    "astrom_1rank": (
+        1,
+        {
+            "problem": {"name": "logistic", "n_samples": 200, "features": 6, "reference": False},
+            "solver": {
+                "name": "multilevel",
+                "control": "trust_region",
+                "grow": 2.0,
+                "eta": 0.3,
+                "shrink_below": 0.3,
+                "levels": [
+                    {
+                        "fraction": 0.05,
+                        "resample": "fixed",
+                        "pre": 2,
+                        "solver": {"name": "trust_region", "hessian": "exact"},
+                    }
+                ],
+            },
+        },
+        3,
+    ),
     # resumed between two resamples (draws at iterations 3 and 6)
     "resample_2ranks": (
         2,

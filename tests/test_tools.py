@@ -349,3 +349,43 @@ def test_no_tool_shadows_a_standard_library_module():
     assert not names & set(sys.stdlib_module_names)
     proc = subprocess.run([sys.executable, "-c", "import numpy, h5py"], cwd=TOOLS, capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
+
+
+# ---------------------------------------------------------------------------
+# multilevel_table.py
+
+
+def _fake_run(directory, solver: dict, history: dict, reason: str = "TARGET_METRIC") -> str:
+    """A results file of the layout the driver writes (the table reads config, stop reason and history)."""
+    import yaml
+
+    from ddnn.io import write_results
+
+    os.makedirs(directory)
+    config = yaml.safe_dump({"problem": {"name": "logistic"}, "solver": solver})
+    attrs = {"config": config, "stop_reason": reason, "solver": solver["name"], "problem": "logistic", "world_size": 1}
+    columns = {k: np.asarray(v, dtype=np.float64) for k, v in history.items()}
+    write_results(os.path.join(directory, "results.h5"), attrs, columns, np.zeros(3))
+    return str(directory)
+
+
+def test_multilevel_table_in_the_seeds_layout(tmp_path):
+    tr = {"name": "trust_region", "hessian": "exact"}
+    astrom = {"name": "multilevel", "control": "trust_region", "levels": [{"fraction": 0.01, "solver": tr}]}
+    ssn = {"name": "multilevel", "control": "line_search", "levels": [{"fraction": 0.25, "solver": {"name": "newton"}}]}
+    svrg = {"name": "multilevel", "levels": [{"fraction": 0.02, "resample": "step", "solver": {"name": "sgd"}}]}
+    history = {"grad_work": [1, 2, 3.5], "hessian_work": [0.5, 1, 1.25], "cg_work": [4, 9, 12.5], "loss": [3, 2, 1]}
+    runs = [
+        _fake_run(tmp_path / "tr", tr, history),
+        _fake_run(tmp_path / "astrom", astrom, history),
+        _fake_run(tmp_path / "ssn", ssn, history, reason="MAX_ITER"),
+        _fake_run(tmp_path / "svrg", svrg, {"grad_work": [10, 20], "loss": [2, 1]}),
+    ]
+    text = ok(tool("multilevel_table", *runs, "--format", "csv"))
+    rows = list(csv.reader(io.StringIO(text)))
+    assert rows[0] == ["method", "TR", "ASTROM 1%", "SSN 25%*", "SVRG"]
+    table = {row[0]: row[1:] for row in rows[1:]}
+    assert table["iterations"] == ["3", "3", "3", "2"]
+    assert table["∇L evals"] == ["3.5", "3.5", "3.5", "20"]
+    assert table["CG iterations"] == ["12.5", "12.5", "12.5", "0"]
+    one_line_error(tool("multilevel_table", *runs, "--label", "only-one"), "labels")

@@ -1,3 +1,3 @@
 """Training problems, registered by name (kind ``problem``)."""
 
-from ddnn.problems import classification, pinn, regression  # noqa: F401
+from ddnn.problems import classification, logistic, pinn, regression  # noqa: F401

@@ -54,6 +54,7 @@ from ddnn.options import Section, component, option
 from ddnn.registry import build, lookup, register
 from ddnn.solvers.base import Solver, SolverContext, Status, StepReport
 from ddnn.solvers.history import LBFGSHistory
+from ddnn.solvers.newton import count_hessian
 from ddnn.solvers.objective import Evaluation
 from ddnn.solvers.quadratic_model import CompactForm, QuadraticModel, lbfgs_compact
 from ddnn.solvers.radius import RadiusControl, RadiusOptions
@@ -265,7 +266,10 @@ class TrustRegion(Solver):
         if radius <= 0.0:  # a local solve used up its region
             return StepReport(loss, None, 0.0, None, self.control.radius, False, Status.RUNNING, self._terms, loss)
         result = self.subproblem.solve(self.model(grad), radius, self.norm)
-        self.context.counters.add("cg_iterations", result.iterations)
+        if self.options.order == 2 and self.options.hessian == "exact":
+            count_hessian(self.context, self.objective, result.iterations)
+        else:
+            self.context.counters.add("cg_iterations", result.iterations)
         trial = self.theta + result.step
         ev = self.objective.evaluate(trial)
         self.iteration += 1
