@@ -42,8 +42,12 @@ class NewtonOptions:
 
 
 def count_hessian(context: SolverContext, objective: Any, cg_iterations: int) -> None:
-    """Count a (sub-sampled) Hessian and its CG iterations in units of the full training set."""
-    fraction = objective.batch.fraction
+    """Count a (sub-sampled) Hessian and its CG iterations in units of the full training set.
+
+    Objectives without batches (a plain function, a closure) count as the whole set.
+    """
+    batch = getattr(objective, "batch", None)
+    fraction = batch.fraction if batch is not None else 1.0
     context.counters.add("cg_iterations", cg_iterations)
     context.counters.add("hessian_work", fraction)
     context.counters.add("cg_work", cg_iterations * fraction)
