@@ -8,11 +8,12 @@ The pieces the ``multilevel`` solver (:mod:`ddnn.solvers.multilevel`) composes:
 * :class:`~ddnn.multilevel.model.CoarseModel` — the first-order coherent
   coarse model h(θ) = L(θ) + ⟨δg, θ − θ₀⟩, δg = R ∇h_fine − ∇L(θ₀), written once;
 * :mod:`~ddnn.multilevel.transfer` — prolongation I, restriction R = Iᵀ and
-  projection P between levels (identity for sample hierarchies).
+  projection P between levels (identity for sample hierarchies, interpolation
+  of residual blocks in depth for ResNets).
 """
 
 from ddnn.multilevel.model import CoarseModel
 from ddnn.multilevel.subsets import SubsetSource
-from ddnn.multilevel.transfer import IdentityTransfer, Transfer
+from ddnn.multilevel.transfer import DepthTransfer, IdentityTransfer, Transfer
 
-__all__ = ["CoarseModel", "SubsetSource", "Transfer", "IdentityTransfer"]
+__all__ = ["CoarseModel", "SubsetSource", "Transfer", "IdentityTransfer", "DepthTransfer"]

@@ -16,6 +16,7 @@ over one rank's share of the evaluation set, and
 from __future__ import annotations
 
 import abc
+import copy
 import math
 from typing import Any, ClassVar
 
@@ -67,6 +68,17 @@ class Problem(abc.ABC):
         self.seed = seed
         self.model = model.to(device=self.device, dtype=dtype)
         self.params = FlatParams(self.model, self.device, dtype)
+
+    def for_model(self, model: nn.Module) -> Problem:
+        """The same problem (samples, options, references shared) for another network.
+
+        The coarse levels of a hierarchy in depth train shallower networks on
+        the same data.
+        """
+        other = copy.copy(self)
+        other.model = model.to(device=self.device, dtype=self.dtype)
+        other.params = FlatParams(other.model, self.device, self.dtype)
+        return other
 
     # -- what the input format needs to know before building -----------------
     @classmethod

@@ -57,12 +57,12 @@ from typing import Any, ClassVar, Literal, Optional
 import torch
 
 from ddnn.errors import ConfigError
-from ddnn.multilevel import CoarseModel, IdentityTransfer, SubsetSource
+from ddnn.multilevel import CoarseModel, DepthTransfer, IdentityTransfer, SubsetSource, Transfer
 from ddnn.options import Section, component, option
 from ddnn.registry import build, register
 from ddnn.solvers.base import Solver, SolverContext, Status, StepReport
 from ddnn.solvers.line_search import Ray, negligible_step
-from ddnn.solvers.objective import Evaluation
+from ddnn.solvers.objective import Evaluation, Objective
 from ddnn.solvers.radius import RadiusControl, RadiusOptions
 
 __all__ = ["LevelOptions", "MultilevelOptions", "Multilevel"]
@@ -99,7 +99,15 @@ class MultilevelOptions(RadiusOptions):
     grow: float = option(
         1.0, "trust_region control: factor of the coarse set after a rejected correction (ASTROM; 1: keep it)", min=1.0
     )
-    hierarchy: Literal["samples"] = option("samples", "how the coarse levels are built: nested sample subsets")
+    hierarchy: Literal["samples", "depth"] = option(
+        "samples", "coarse levels: nested sample subsets, or ResNets with half the residual blocks per level"
+    )
+    transfer: Literal["copy", "linear"] = option(
+        "copy", "depth: prolongation of residual blocks, piecewise constant or linear in depth"
+    )
+    projection: Literal["average", "injection"] = option(
+        "average", "depth: coarse blocks from fine ones, the average of their children or the first child"
+    )
 
     def check(self, prefix: str) -> None:
         super().check(prefix)
@@ -120,12 +128,19 @@ class MultilevelOptions(RadiusOptions):
 class _Level:
     """A level of a built hierarchy: its model, smoother, samples and transfer to the next finer level."""
 
-    def __init__(self, model: Any, smoother: Solver | None, options: LevelOptions | None, source: Any = None):
+    def __init__(
+        self,
+        model: Any,
+        smoother: Solver | None,
+        options: LevelOptions | None,
+        source: Any = None,
+        transfer: Transfer | None = None,
+    ):
         self.model = model
         self.smoother = smoother
         self.options = options
         self.source = source
-        self.transfer = IdentityTransfer()
+        self.transfer = transfer if transfer is not None else IdentityTransfer()
 
 
 @register("solver", "multilevel", MultilevelOptions)
@@ -145,14 +160,35 @@ class Multilevel(Solver):
         self._key = 0
 
     # -- building the hierarchy ------------------------------------------------------
+    @classmethod
+    def check_setup(cls, options: MultilevelOptions, setup: Any, key: str) -> None:
+        """A hierarchy in depth needs a ResNet whose blocks halve on every coarser level."""
+        if options.hierarchy != "depth":
+            return
+        where = f"{key}.hierarchy" if key else "hierarchy"
+        if setup.model and setup.model != "resnet":
+            raise ConfigError(where, f"a hierarchy in depth needs a resnet model, not {setup.model}")
+
     def init(self, objective: Any, theta: torch.Tensor) -> None:
-        """Build the levels on ``objective``'s samples; every smoother starts at ``theta``. No evaluation."""
+        """Build the levels on ``objective``'s samples or network; every smoother starts at θ. No evaluation."""
         super().init(objective, theta)
         o = self.options
+        levels = self._depth_levels(objective) if o.hierarchy == "depth" else self._sample_levels(objective)
+        fine = self.context.build_solver(o.fine) if o.fine is not None else None
+        if fine is not None:
+            fine.init(objective, self.theta)
+        levels.append(_Level(objective, fine, None))
+        self.levels = levels
+        # a level smoothed by a trust region shares its radius with the control of its coarse corrections (RMTR)
+        self.controls = [getattr(lvl.smoother, "control", None) or RadiusControl(o) for lvl in levels]
+        self.loss, self.grad, self.iteration, self._key = None, None, 0, objective.key
+
+    def _sample_levels(self, objective: Any) -> list[_Level]:
+        """Coarse levels on nested subsets of the fine batch, coarsest first (identity transfers)."""
         seed = self.context.generator.initial_seed() if self.context.generator is not None else 0
         levels: list[_Level] = []
         parent = objective.source
-        for level_options in reversed(o.levels):  # finest coarse level first: nested subsets of the finer one
+        for level_options in reversed(self.options.levels):  # the finest coarse level first
             source = SubsetSource(parent, level_options.fraction, seed)
             model = CoarseModel(objective.on(source, objective.comm))
             smoother = self.context.build_solver(level_options.solver)
@@ -160,13 +196,36 @@ class Multilevel(Solver):
             levels.append(_Level(model, smoother, level_options, source))
             parent = source
         levels.reverse()
-        fine = self.context.build_solver(o.fine) if o.fine is not None else None
-        if fine is not None:
-            fine.init(objective, self.theta)
-        levels.append(_Level(objective, fine, None))
-        self.levels = levels
-        self.controls = [RadiusControl(o) for _ in levels]
-        self.loss, self.grad, self.iteration, self._key = None, None, 0, objective.key
+        return levels
+
+    def _depth_levels(self, objective: Any) -> list[_Level]:
+        """Coarse levels with half the residual blocks each, on the fine level's batches, coarsest first."""
+        problem = objective.problem
+        fine_model = problem.model
+        if not hasattr(fine_model, "coarsened"):
+            raise ConfigError("solver.hierarchy", "a hierarchy in depth needs a resnet model")
+        levels: list[_Level] = []
+        finer_span, finer_n, theta = fine_model.block_span(), problem.params.numel, self.theta
+        for depth, level_options in enumerate(reversed(self.options.levels), start=1):
+            coarse_problem = problem.for_model(fine_model.coarsened(2**depth))
+            span, n = coarse_problem.model.block_span(), coarse_problem.params.numel
+            transfer = DepthTransfer(span, finer_span, n, finer_n, self.options.transfer, self.options.projection)
+            theta = transfer.project(theta)
+            coarse = Objective(
+                coarse_problem,
+                objective.source,
+                objective.comm,
+                objective.counters,
+                "coarse_grad_evals",
+                objective.timers,
+            )
+            model = CoarseModel(coarse)
+            smoother = self.context.build_solver(level_options.solver)
+            smoother.init(model, theta)
+            levels.append(_Level(model, smoother, level_options, None, transfer))
+            finer_span, finer_n = span, n
+        levels.reverse()
+        return levels
 
     def set_point(self, theta: torch.Tensor) -> None:
         self.theta.copy_(theta)
@@ -185,7 +244,7 @@ class Multilevel(Solver):
         first = last = None
         for k in range(steps):
             if lvl.options is not None:
-                if lvl.options.resample == "step":
+                if lvl.options.resample == "step" and lvl.source is not None:
                     lvl.source.redraw()
                 if lvl.options.anchor == "step" and k > 0 and lvl.model.last is not None:
                     lvl.model.set_anchor(*lvl.model.last)  # SARAH: anchor at the previous iterate and its estimate
@@ -223,11 +282,11 @@ class Multilevel(Solver):
             current = self._evaluate(level, theta)
         start = current.loss if start is None else start
         coarse = self.levels[level - 1]
-        if coarse.options.resample == "cycle":
+        if coarse.options.resample == "cycle" and coarse.source is not None:
             coarse.source.redraw()
         theta_c0 = coarse.transfer.project(theta)
         coarse.model.set_anchor(theta_c0, coarse.transfer.restrict(current.grad))
-        bound = self.controls[level].radius if self.options.control == "trust_region" else None
+        bound = self.controls[level].radius / coarse.transfer.gain if self.options.control == "trust_region" else None
         theta_c, _, coarse_decrease = self._cycle(level - 1, theta_c0, bound)
         step = coarse.transfer.prolong(theta_c - theta_c0)
         theta, ev = self._take(level, theta, current, step, coarse_decrease)
@@ -276,7 +335,7 @@ class Multilevel(Solver):
             return trial, ev
         counters.add("rejected_coarse_corrections")
         coarse = self.levels[level - 1]
-        if self.options.grow > 1.0 and coarse.options is not None:
+        if self.options.grow > 1.0 and coarse.source is not None:
             coarse.source.grow(self.options.grow)  # ASTROM: a larger coarse set after a rejection
         return theta, current
 

@@ -109,6 +109,11 @@ class PINNProblem(Problem):
         self._grid: tuple[torch.Tensor, torch.Tensor] | None = None
         self._training: Samples | None = None
 
+    def for_model(self, model: nn.Module) -> PINNProblem:
+        other = super().for_model(model)
+        other.use_jet = self.options.derivatives == "taylor" and supports_jet(other.model)
+        return other
+
     # -- to be defined by each problem -------------------------------------
 
     @abc.abstractmethod
