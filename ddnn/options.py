@@ -80,12 +80,14 @@ class Setup:
     layer_bounds : flat ``(start, stop)`` of every parameter-owning layer of the network
     n_params : number of trainable parameters
     cuda : whether CUDA is available
+    model : the registered name of the network (``""`` when unknown)
     """
 
     world_size: int = 1
     layer_bounds: tuple[tuple[int, int], ...] = ()
     n_params: int = 0
     cuda: bool = False
+    model: str = ""
 
 
 def type_name(tp: Any) -> str:
