@@ -9,6 +9,7 @@ aborts the whole job.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 import traceback
@@ -63,6 +64,24 @@ def list_components() -> str:
     return "\n".join(lines)
 
 
+def _one_line(message: str, limit: int = 1000) -> str:
+    """An error message as one line of at most ``limit`` characters (line breaks and control characters escaped)."""
+    text = "".join(c if c.isprintable() else ascii(c)[1:-1] for c in message)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _thread_variable_error() -> str | None:
+    """A bad ``OMP_NUM_THREADS``, checked before torch loads: the OpenMP runtime would print its own complaint.
+
+    The variable is removed, and the error reported once the job's ranks are known.
+    """
+    text = os.environ.get("OMP_NUM_THREADS", "").strip()
+    if not text or (text.isdigit() and 1 <= int(text) <= 4096):
+        return None
+    del os.environ["OMP_NUM_THREADS"]
+    return f"OMP_NUM_THREADS: expected an integer between 1 and 4096, got {text[:40]!r}"
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.list:
@@ -71,10 +90,13 @@ def main(argv: list[str] | None = None) -> int:
     if not args.input:
         _parser().error("an input file is required")
 
+    environment_error = _thread_variable_error()
     from ddnn import parallel
 
     comm = parallel.init()
     try:
+        if environment_error:
+            raise InputError(environment_error)
         config = cfg.load(args.input, comm, args.set)
         if args.validate:
             if comm.rank == 0:
@@ -88,7 +110,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     except InputError as err:
         if comm.rank == 0:
-            sys.stderr.write(f"ddnn: error: {err}\n")
+            sys.stderr.write(f"ddnn: error: {_one_line(str(err))}\n")
         return EXIT_INPUT
     except KeyboardInterrupt:
         return 130

@@ -400,7 +400,7 @@ def job_setup(config: Config, world_size: int) -> Setup:
 
     problem_cls = registry.lookup("problem", config.problem.name).cls
     input_shape, output_dim = problem_cls.data_shapes(config.problem.options)
-    with torch.device("meta"):
+    with torch.device("meta"), _no_random_fills():
         try:
             model = registry.build("model", config.model, input_shape, output_dim)
         except (ValueError, RuntimeError) as err:
@@ -409,15 +409,58 @@ def job_setup(config: Config, world_size: int) -> Setup:
     n_params = bounds[-1][1] if bounds else 0
     if n_params == 0:
         raise ConfigError("model", "the network has no trainable parameters")
-    return Setup(world_size, bounds, n_params, torch.cuda.is_available())
+    size = n_params * (8 if config.run.dtype == "float64" else 4)
+    memory = _physical_memory()
+    if memory and size > memory:
+        raise ConfigError(
+            "model",
+            f"the network has {n_params:,} parameters ({size / 2**30:,.0f} GiB in {config.run.dtype}), "
+            f"more than this machine's memory ({memory / 2**30:,.0f} GiB)",
+        )
+    return Setup(world_size, bounds, n_params, torch.cuda.is_available(), config.model.name)
+
+
+# in-place random fills of initialisers (torch.nn.init): no-ops on the meta device
+_RANDOM_FILLS = frozenset(
+    {"normal_", "uniform_", "random_", "bernoulli_", "exponential_", "geometric_", "log_normal_", "cauchy_"}
+)
+
+
+def _no_random_fills() -> Any:
+    """A torch function mode in which random fills return their tensor untouched.
+
+    A network built on the meta device has shapes only; torch implements the
+    random fills of meta tensors with decompositions that import
+    ``torch._dynamo`` (over a second of every validation).
+    """
+    from torch.overrides import TorchFunctionMode
+
+    class NoRandomFills(TorchFunctionMode):
+        def __torch_function__(self, func, types, args=(), kwargs=None):
+            if getattr(func, "__name__", None) in _RANDOM_FILLS and args:
+                return args[0]
+            return func(*args, **(kwargs or {}))
+
+    return NoRandomFills()
+
+
+def _physical_memory() -> int | None:
+    """Bytes of memory of this machine (``None`` where the system does not tell)."""
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (AttributeError, ValueError, OSError):
+        return None
 
 
 def _sections(value: Any, key: str):
-    """Yield (key, Section) for every component section below ``value``."""
+    """Yield (key, Section) for every component section below ``value`` (also inside lists)."""
     if isinstance(value, Section):
         yield key, value
         value = value.options
-    if dataclasses.is_dataclass(value):
+    if isinstance(value, tuple):
+        for i, item in enumerate(value):
+            yield from _sections(item, f"{key}[{i}]")
+    elif dataclasses.is_dataclass(value):
         for f in dataclasses.fields(value):
             yield from _sections(getattr(value, f.name), _join(key, f.name))
 
@@ -442,10 +485,29 @@ def _check_setup(config: Config, setup: Setup) -> None:
     if data.resample_every and not problem_cls.can_resample:
         raise ConfigError("data.resample_every", f"problem {config.problem.name!r} cannot draw new samples")
     for key, sec in _sections(config, ""):
+        if run.dtype == "float32":
+            _check_float32(sec, key)
         entry = registry.lookup(sec.kind, sec.name)
         check = getattr(entry.cls, "check_setup", None)
         if check is not None:
             check(sec.options, setup, key)
+
+
+#: the largest finite float32
+_FLOAT32_MAX = 3.4028234663852886e38
+
+
+def _check_float32(sec: Section, key: str) -> None:
+    """The numbers of a component section must be finite in float32 (torch refuses a step size beyond it)."""
+    for f in dataclasses.fields(sec.options):
+        value = getattr(sec.options, f.name)
+        items = enumerate(value) if isinstance(value, tuple) else [(None, value)]
+        for i, item in items:
+            if isinstance(item, float) and math.isfinite(item) and abs(item) > _FLOAT32_MAX:
+                where = _join(key, f.name) + ("" if i is None else f"[{i}]")
+                raise ConfigError(
+                    where, f"{item:g} is beyond the range of float32 (run.dtype), at most {_FLOAT32_MAX:.4g}"
+                )
 
 
 # ---------------------------------------------------------------------------
@@ -475,32 +537,87 @@ class _StrictLoader(yaml.SafeLoader):
                     )
         return super().construct_mapping(node, deep=deep)
 
+    def get_single_data(self) -> Any:
+        node = self.get_single_node()
+        if node is None:
+            return None
+        _check_keys(node)
+        return self.construct_document(node)
+
+
+def _key_name(key: Any) -> str:
+    """A mapping key as one part of a dotted key path (cut and escaped when long or odd)."""
+    text = str(key)
+    return text if len(text) <= 40 and text.isprintable() else _show(key, 40)
+
+
+def _check_keys(root: yaml.Node) -> None:
+    """Refuse duplicate keys in a composed YAML document, naming the key path and both lines.
+
+    Walks the node graph once per node (aliases are shared nodes), so that
+    nested or recursive aliases cost nothing here.
+    """
+    done: set[int] = set()
+    stack: list[tuple[yaml.Node, str]] = [(root, "")]
+    while stack:
+        node, path = stack.pop()
+        if id(node) in done:
+            continue
+        done.add(id(node))
+        children: list[tuple[yaml.Node, str]] = []
+        if isinstance(node, yaml.MappingNode):
+            first: dict[tuple[str, str], yaml.Node] = {}
+            for key_node, value_node in node.value:
+                if key_node.tag == "tag:yaml.org,2002:merge":  # "<<: *base": keys given here override those
+                    children.append((value_node, path))
+                    continue
+                if not isinstance(key_node, yaml.ScalarNode):
+                    continue  # a list or mapping as a key: refused when constructed
+                key = _join(path, _key_name(key_node.value))
+                seen = first.setdefault((key_node.tag, key_node.value), key_node)
+                if seen is not key_node:
+                    mark, before = key_node.start_mark, seen.start_mark
+                    raise ConfigError(
+                        key,
+                        f"line {mark.line + 1}, column {mark.column + 1}: duplicate key "
+                        f"(first at line {before.line + 1}, column {before.column + 1})",
+                    )
+                children.append((value_node, key))
+        elif isinstance(node, yaml.SequenceNode):
+            children = [(item, f"{path}[{i}]") for i, item in enumerate(node.value)]
+        stack.extend(reversed(children))  # in document order
+
 
 def check_tree(raw: Any, limit: int = MAX_VALUES) -> None:
     """Refuse a YAML tree that contains itself or expands to more than ``limit`` values.
 
     YAML aliases make a small file a huge tree ("billion laughs") or a
     recursive one; both are errors of the input, found here before anything
-    walks the tree.
+    walks the tree. The error names the key path of the alias that closes
+    the loop, or of the value past the limit.
     """
     count = 0
-    stack: list[tuple[Any, bool]] = [(raw, False)]
+    stack: list[tuple[Any, str, bool]] = [(raw, "", False)]
     on_path: set[int] = set()
     while stack:
-        value, leaving = stack.pop()
+        value, key, leaving = stack.pop()
         if leaving:
             on_path.discard(id(value))
             continue
         count += 1
         if count > limit:
-            raise ConfigError("", f"the input holds more than {limit} values (nested YAML aliases?)")
+            raise ConfigError(key, f"the input holds more than {limit:,} values (nested YAML aliases?)")
         if isinstance(value, (dict, list)):
             if id(value) in on_path:
-                raise ConfigError("", "a YAML alias refers to a section that contains it (a recursive input)")
+                raise ConfigError(key, "a YAML alias refers to a section that contains it (a recursive input)")
             on_path.add(id(value))
-            stack.append((value, True))
-            items = list(value.keys()) + list(value.values()) if isinstance(value, dict) else value
-            stack.extend((item, False) for item in items)
+            stack.append((value, key, True))
+            if isinstance(value, dict):
+                items = [(v, _join(key, _key_name(k))) for k, v in value.items()]
+                items += [(k, key) for k in value]  # keys are values too
+            else:
+                items = [(v, f"{key}[{i}]") for i, v in enumerate(value)]
+            stack.extend((item, where, False) for item, where in reversed(items))  # in document order
 
 
 def read_yaml(path: str) -> Any:
@@ -523,7 +640,12 @@ def read_yaml(path: str) -> Any:
         where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
         problem = getattr(err, "problem", None) or "invalid YAML"
         raise ConfigError("", f"{where}YAML syntax error: {problem}", path) from None
-    check_tree(raw)
+    except ConfigError as err:  # a duplicate key
+        raise err.located(path) from None
+    try:
+        check_tree(raw)
+    except ConfigError as err:
+        raise err.located(path) from None
     return raw
 
 
@@ -538,9 +660,12 @@ def apply_overrides(raw: Any, overrides: list[str]) -> Any:
         path, text = item.split("=", 1)
         try:
             value = yaml.load(text, Loader=_StrictLoader)  # noqa: S506 - a SafeLoader subclass
+            check_tree(value)
         except (yaml.YAMLError, RecursionError):
             raise ConfigError(path, f"--set: cannot parse value {_show(text)}") from None
-        check_tree(value)
+        except ConfigError as err:  # a duplicate key, or aliases nested in the value
+            where = path + err.key if not err.key or err.key.startswith("[") else _join(path, err.key)
+            raise ConfigError(where, f"--set: {err.message}") from None
         node = raw
         parts = path.strip().split(".")
         if not all(parts):

@@ -195,8 +195,12 @@ class Run:
                 self.config.problem.options, model, device=self.device, dtype=self.dtype, seed=run.seed
             )
             self.sampler = Sampler.from_options(self.problem, self.config.data, run.seed)
-        except (MemoryError, torch.OutOfMemoryError) as err:
-            raise InputError(f"{self.input_path}: problem, model: not enough memory to build them ({err})") from None
+        except (MemoryError, torch.OutOfMemoryError, RuntimeError) as err:
+            # torch reports a failed CPU allocation as a RuntimeError ("... can't allocate memory ...")
+            if isinstance(err, RuntimeError) and "allocate" not in str(err):
+                raise
+            reason = _one_line(err)
+            raise InputError(f"{self.input_path}: problem, model: not enough memory to build them ({reason})") from None
         generator = torch.Generator().manual_seed(run.seed + 7919 * self.comm.rank)
         self.context = SolverContext(self.comm, self.counters, self.timers, generator)
         self.objective = Objective(self.problem, self.sampler, self.comm, self.counters, "grad_evals", self.timers)

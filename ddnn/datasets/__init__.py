@@ -18,7 +18,7 @@ from .cifar import find_cifar10_files, load_cifar10, read_cifar_batch
 from .errors import DatasetError
 from .libsvm import load_libsvm
 from .mnist import find_idx_files, load_fashion_mnist, load_mnist, read_idx
-from .synthetic import binary_logistic, gaussian_blobs, spirals, synthetic_images
+from .synthetic import binary_logistic, gaussian_blobs, peaks, spirals, synthetic_images
 
 __all__ = [
     "DatasetError",
@@ -32,6 +32,7 @@ __all__ = [
     "load_libsvm",
     "gaussian_blobs",
     "spirals",
+    "peaks",
     "binary_logistic",
     "synthetic_images",
     "load_digits",

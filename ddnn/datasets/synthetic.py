@@ -14,7 +14,7 @@ import torch.nn.functional as F
 
 from .errors import DatasetError
 
-__all__ = ["gaussian_blobs", "spirals", "binary_logistic", "synthetic_images"]
+__all__ = ["gaussian_blobs", "spirals", "peaks", "binary_logistic", "synthetic_images"]
 
 
 def _generator(seed: int) -> torch.Generator:
@@ -98,6 +98,47 @@ def spirals(n: int, n_classes: int = 2, seed: int = 0, noise: float = 0.2) -> tu
     angle = t + 2.0 * math.pi * y.to(torch.float64) / k
     X = torch.stack((t * torch.cos(angle), t * torch.sin(angle)), dim=1)
     X = X + noise * torch.randn(n, 2, generator=gen, dtype=torch.float64)
+    return X, y
+
+
+def peaks(n: int, n_classes: int = 5, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """The "peaks" classification set of the multilevel-training literature.
+
+    Points uniform in [−3, 3]², labelled by which of ``n_classes`` equally
+    populated level bands of MATLAB's peaks function they fall in::
+
+        p(x, y) = 3 (1 − x)² e^{−x² − (y + 1)²} − 10 (x/5 − x³ − y⁵) e^{−x² − y²} − e^{−(x + 1)² − y²} / 3
+
+    Parameters
+    ----------
+    n : number of points
+    n_classes : number of level bands (the band edges are quantiles of p over a fixed fine grid)
+    seed : seed of the generator
+
+    Returns
+    -------
+    X : torch.float64 tensor of shape (n, 2), coordinates in [−3, 3]
+    y : torch.int64 tensor of shape (n,), values in 0..n_classes-1
+
+    References
+    ----------
+    E. Haber, L. Ruthotto, Stable architectures for deep neural networks, Inverse Problems 34 (2018) 014004.
+    """
+    n, k = _positive("n", n), _positive("n_classes", n_classes)
+    gen = _generator(seed)
+
+    def p(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        return (
+            3 * (1 - x) ** 2 * torch.exp(-(x**2) - (y + 1) ** 2)
+            - 10 * (x / 5 - x**3 - y**5) * torch.exp(-(x**2) - y**2)
+            - torch.exp(-((x + 1) ** 2) - y**2) / 3
+        )
+
+    grid = torch.linspace(-3, 3, 201, dtype=torch.float64)
+    gx, gy = torch.meshgrid(grid, grid, indexing="ij")
+    edges = torch.quantile(p(gx, gy).reshape(-1), torch.linspace(0, 1, k + 1, dtype=torch.float64)[1:-1])
+    X = 6.0 * torch.rand(n, 2, generator=gen, dtype=torch.float64) - 3.0
+    y = torch.bucketize(p(X[:, 0], X[:, 1]), edges)
     return X, y
 
 

@@ -20,11 +20,14 @@ tree, problem state, counters, timers, RNG states of every rank, history).
 
 A file is written to a temporary name in the same directory, flushed and
 fsynced, the previous file is kept as ``NAME.bak`` and the new one renamed
-into place, so that a run killed at any moment leaves a readable file.
+into place, so that a run killed at any moment leaves a readable file. A
+write that fails (a full disk) removes its temporary file; for tests,
+``DDNN_FAIL_WRITE=n`` makes the n-th write of a process fail that way.
 """
 
 from __future__ import annotations
 
+import errno
 import os
 from collections.abc import Callable
 from typing import Any
@@ -53,6 +56,22 @@ def _fsync_dir(directory: str) -> None:
         os.close(fd)
 
 
+_writes = 0
+
+
+def _inject_write_fault(path: str) -> None:
+    """Fault-injection hook for tests: ``DDNN_FAIL_WRITE=n`` makes the n-th file write of this process fail.
+
+    The write fails as on a full disk (``ENOSPC``), after part of the temporary file was written.
+    """
+    global _writes
+    if os.environ.get("DDNN_FAIL_WRITE") is None:
+        return
+    _writes += 1
+    if _writes == int(os.environ["DDNN_FAIL_WRITE"]):
+        raise OSError(errno.ENOSPC, "No space left on device", path)
+
+
 def atomic_h5(path: str, fill: Callable[[h5py.File], None], keep_backup: bool = True) -> None:
     """Write an HDF5 file atomically: temp file, fsync, ``.bak`` of the old one, rename."""
     directory = os.path.dirname(os.path.abspath(path))
@@ -60,6 +79,7 @@ def atomic_h5(path: str, fill: Callable[[h5py.File], None], keep_backup: bool = 
     try:
         with h5py.File(tmp, "w", track_order=True) as f:
             fill(f)
+            _inject_write_fault(tmp)  # after a partial write, as a disk that fills up
             f.flush()
         with open(tmp, "rb+") as fh:
             os.fsync(fh.fileno())

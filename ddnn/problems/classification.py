@@ -6,8 +6,9 @@ Data sets (``problem.dataset``):
 * ``cifar10`` — the python batches under ``data_dir`` (3×32×32, 10 classes);
 * ``digits`` — scikit-learn's bundled handwritten digits (1×8×8, 10 classes,
   1,797 images, no download; the ``data`` extra), split by a seeded permutation;
-* ``blobs``, ``spirals``, ``images`` — seeded synthetic sets of any size
-  (Gaussian clusters, interleaved 2-D spirals, class-patterned images).
+* ``blobs``, ``spirals``, ``peaks``, ``images`` — seeded synthetic sets of any
+  size (Gaussian clusters, interleaved 2-D spirals, the level bands of the
+  peaks function, class-patterned images).
 
 The training set is one loss term ``data`` whose rows are ``(inputs, labels)``:
 inputs in the problem's dtype, labels int64. Images are scaled to [0, 1] and
@@ -50,7 +51,7 @@ _FILES = ("mnist", "fashion_mnist", "cifar10")
 
 @dataclass(frozen=True)
 class ClassificationOptions:
-    dataset: Literal["blobs", "spirals", "images", "digits", "mnist", "fashion_mnist", "cifar10"] = option(
+    dataset: Literal["blobs", "spirals", "peaks", "images", "digits", "mnist", "fashion_mnist", "cifar10"] = option(
         "blobs", "the data set (mnist, fashion_mnist, cifar10 read files under data_dir)"
     )
     data_dir: Optional[str] = option(None, "directory of the data files (mnist, fashion_mnist, cifar10)")
@@ -96,7 +97,7 @@ class Classification(Problem):
             return (1, 8, 8), 10
         if name == "blobs":
             return (options.features,), options.classes
-        if name == "spirals":
+        if name in ("spirals", "peaks"):
             return (2,), options.classes
         return (options.channels, options.image_size, options.image_size), options.classes
 
@@ -165,6 +166,8 @@ def _load(options: ClassificationOptions, seed: int) -> tuple[tuple[torch.Tensor
         make = lambda n, s: datasets.gaussian_blobs(n, options.features, options.classes, s)  # noqa: E731
     elif name == "spirals":
         make = lambda n, s: datasets.spirals(n, options.classes, s, options.noise)  # noqa: E731
+    elif name == "peaks":
+        make = lambda n, s: datasets.peaks(n, options.classes, s)  # noqa: E731
     else:
 
         def make(n: int, s: int) -> tuple[torch.Tensor, torch.Tensor]:

@@ -115,12 +115,11 @@ class SchwarzOptions:
             if min(flat) < 0:
                 raise ConfigError(key, f"layer indices start at 0, got {min(flat)}")
             for s, group in enumerate(self.layers):
-                if list(group) != list(range(group[0], group[-1] + 1)):
+                if any(b != a + 1 for a, b in zip(group, group[1:])):
                     raise ConfigError(key, f"block {s}: layers {list(group)} are not consecutive")
-            if sorted(flat) != list(range(len(flat))) and self.overlap == 0:
-                missing = sorted(set(range(max(flat, default=-1) + 1)) - set(flat))
-                detail = f"layers {missing} are in no block" if missing else "a layer is in two blocks"
-                raise ConfigError(key, detail)
+            if len(set(flat)) != len(flat) and self.overlap == 0:
+                raise ConfigError(key, "a layer is in two blocks (blocks share layers through overlap)")
+            # whether every layer of the network is in a block is checked against the network (check_setup)
         if self.decomposition == "samples" and self.overlap:
             raise ConfigError(f"{prefix}.overlap" if prefix else "overlap", "use overlap_percent for sample chunks")
         if self.decomposition == "samples" and self.local_data != "batch":
@@ -175,6 +174,10 @@ class Schwarz(Preconditioner):
                 top = max(max(group) for group in options.layers)
                 if top >= n_layers:
                     raise ConfigError(where("layers"), f"the network has {n_layers} layers (0..{n_layers - 1})")
+                covered = {layer for group in options.layers for layer in group}
+                missing = [layer for layer in range(n_layers) if layer not in covered]
+                if missing and options.overlap == 0:
+                    raise ConfigError(where("layers"), f"layers {missing} are in no block")
             elif count > n_layers:
                 raise ConfigError(where("subdomains"), f"{count} blocks but the network has only {n_layers} layers")
         if options.variant == "additive" and setup.world_size > count and setup.world_size % count:
