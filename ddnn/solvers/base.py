@@ -131,9 +131,18 @@ class Solver(abc.ABC):
     def step(self) -> StepReport:
         """One iteration. *Collective* when the objective is."""
 
-    def set_point(self, theta: torch.Tensor) -> None:
-        """Move the iterate to ``theta`` (copied), keeping what the solver learnt (histories, moments)."""
+    def set_point(self, theta: torch.Tensor, loss: float | None = None, grad: torch.Tensor | None = None) -> None:
+        """Move the iterate to ``theta`` (copied), keeping what the solver learnt (histories, moments).
+
+        ``loss`` and ``grad`` are L and ∇L at ``theta`` on the objective's
+        current batch when the caller has them; solvers that keep an
+        evaluation use them instead of evaluating again.
+        """
         self.theta.copy_(theta)
+
+    def current(self) -> Any:
+        """L and ∇L at ``theta`` (an ``Evaluation``) when known and current, else ``None``."""
+        return None
 
     def state_dict(self) -> dict:
         """The state shared by all ranks (written once)."""

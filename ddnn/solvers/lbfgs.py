@@ -181,6 +181,12 @@ class LBFGS(Solver):
             self.loss, self.grad = float(loss), grad
             self._key = self.objective.key
 
+    def current(self) -> Evaluation | None:
+        """L and ∇L at ``theta`` when known and evaluated on the objective's current batch."""
+        if self.grad is None or self._key != self.objective.key:
+            return None
+        return Evaluation(self.loss, self.grad, dict(self._terms))
+
     def reset(self) -> None:
         """Forget the secant pairs and the momentum; the next step is a steepest-descent restart."""
         self.history.reset()

@@ -227,20 +227,30 @@ class Multilevel(Solver):
         levels.reverse()
         return levels
 
-    def set_point(self, theta: torch.Tensor) -> None:
+    def set_point(self, theta: torch.Tensor, loss: float | None = None, grad: torch.Tensor | None = None) -> None:
         self.theta.copy_(theta)
-        self.loss, self.grad = None, None
+        self.loss, self.grad = (float(loss), grad) if grad is not None else (None, None)
+        self._key = self.objective.key
 
     # -- pieces ------------------------------------------------------------------------
     def _evaluate(self, level: int, theta: torch.Tensor) -> Evaluation:
         return self.levels[level].model.evaluate(theta)
 
-    def _smooth(self, level: int, theta: torch.Tensor, steps: int) -> tuple[torch.Tensor, float | None, float | None]:
-        """``steps`` smoother steps on h^level from θ: (θ, model value before, after) (``None`` when unknown)."""
+    def _smooth(
+        self, level: int, theta: torch.Tensor, steps: int, start: Evaluation | None = None
+    ) -> tuple[torch.Tensor, float | None, float | None, Evaluation | None]:
+        """``steps`` smoother steps on h^level from θ (h^level there in ``start`` when known).
+
+        Returns θ, the model value before and after (``None`` when unknown) and
+        the smoother's evaluation at the returned θ (``None`` when it keeps none).
+        """
         lvl = self.levels[level]
         if steps == 0 or lvl.smoother is None:
-            return theta, None, None
-        lvl.smoother.set_point(theta)
+            return theta, None, None, start
+        if start is not None:
+            lvl.smoother.set_point(theta, start.loss, start.grad)
+        else:
+            lvl.smoother.set_point(theta)
         first = last = None
         for k in range(steps):
             if lvl.options is not None:
@@ -253,7 +263,7 @@ class Multilevel(Solver):
             last = report.loss
             if report.status != Status.RUNNING:
                 break
-        return lvl.smoother.theta.clone(), first, last
+        return lvl.smoother.theta.clone(), first, last, lvl.smoother.current()
 
     def _cycle(
         self, level: int, theta: torch.Tensor, radius: float | None = None, current: Evaluation | None = None
@@ -272,12 +282,12 @@ class Multilevel(Solver):
             if radius is not None:
                 lvl.smoother.set_point(theta)
                 lvl.smoother.set_region(theta, radius)
-            theta, first, last = self._smooth(level, theta, pre)
+            theta, first, last, _ = self._smooth(level, theta, pre)
             return theta, None, (first - last) if first is not None and last is not None else 0.0
-        start = None
+        start = current.loss if current is not None else None
         if pre:
-            theta, start, _ = self._smooth(level, theta, pre)
-            current = None
+            theta, first, _, current = self._smooth(level, theta, pre, current)
+            start = first if first is not None else start
         if current is None:
             current = self._evaluate(level, theta)
         start = current.loss if start is None else start
@@ -291,8 +301,7 @@ class Multilevel(Solver):
         step = coarse.transfer.prolong(theta_c - theta_c0)
         theta, ev = self._take(level, theta, current, step, coarse_decrease)
         if post:
-            theta, _, _ = self._smooth(level, theta, post)
-            ev = None
+            theta, _, _, ev = self._smooth(level, theta, post, ev)
         decrease = 0.0
         if self.options.control == "trust_region" and level < len(self.levels) - 1:
             ev = ev if ev is not None else self._evaluate(level, theta)

@@ -26,6 +26,7 @@ from ddnn.options import Section, component, option
 from ddnn.registry import build, register
 from ddnn.solvers.base import Solver, SolverContext, Status, StepReport
 from ddnn.solvers.line_search import Ray, negligible_step
+from ddnn.solvers.objective import Evaluation
 from ddnn.solvers.quadratic_model import QuadraticModel
 from ddnn.solvers.subproblem import CGOptions, SteihaugCG
 
@@ -69,9 +70,15 @@ class Newton(Solver):
         super().init(objective, theta)
         self.loss, self.grad, self._key = None, None, objective.key
 
-    def set_point(self, theta: torch.Tensor) -> None:
+    def set_point(self, theta: torch.Tensor, loss: float | None = None, grad: torch.Tensor | None = None) -> None:
         self.theta.copy_(theta)
-        self.loss, self.grad = None, None
+        self.loss, self.grad = (float(loss), grad) if grad is not None else (None, None)
+        self._key = self.objective.key
+
+    def current(self) -> Evaluation | None:
+        if self.grad is None or self._key != self.objective.key:
+            return None
+        return Evaluation(self.loss, self.grad)
 
     def step(self) -> StepReport:
         """One Newton-CG step. *Collective* when the objective is."""

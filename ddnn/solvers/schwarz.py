@@ -142,7 +142,7 @@ class Schwarz(Preconditioner):
         self.my_blocks: list[int] = []
         self.local_objectives: dict[int, Any] = {}
         self.local_solvers: dict[int, Any] = {}
-        self.current: Evaluation | None = None
+        self._current: Evaluation | None = None
         self._key = 0
 
     # -- configuration --------------------------------------------------
@@ -224,7 +224,7 @@ class Schwarz(Preconditioner):
         base = objective.local(local_comm, "local_grad_evals")
         self.local_objectives = {s: self.decomposition.local_objective(base, s) for s in self.my_blocks}
         self.local_solvers = {s: self._new_local_solver(s, self.theta) for s in self.my_blocks}
-        self.current = None
+        self._current = None
         self._key = objective.key
 
     def _new_local_solver(self, s: int, theta: torch.Tensor) -> Any:
@@ -361,14 +361,14 @@ class Schwarz(Preconditioner):
     # -- as a solver on its own --------------------------------------------
     def step(self) -> StepReport:
         """θᵏ⁺¹ = G(θᵏ). *Collective.*"""
-        if self.current is not None and self._key != self.objective.key:
-            self.current = None  # the batch changed
-        result = self.apply(self.theta, self.current)
+        if self._current is not None and self._key != self.objective.key:
+            self._current = None  # the batch changed
+        result = self.apply(self.theta, self._current)
         ev = result.evaluation
         step_norm = float(torch.linalg.vector_norm(result.theta - self.theta))
-        loss_before = self.current.loss if self.current is not None else None
+        loss_before = self._current.loss if self._current is not None else None
         self.theta.copy_(result.theta)
-        self.current = ev
+        self._current = ev
         self._key = self.objective.key
         status = Status.RUNNING if math.isfinite(ev.loss) else Status.DIVERGED_NAN
         if result.alpha == 0.0 and result.failed == len(self.decomposition):
@@ -387,27 +387,28 @@ class Schwarz(Preconditioner):
             result.warnings,
         )
 
-    def set_point(self, theta: torch.Tensor) -> None:
+    def set_point(self, theta: torch.Tensor, loss: float | None = None, grad: torch.Tensor | None = None) -> None:
         super().set_point(theta)
-        self.current = None
+        self._current = Evaluation(float(loss), grad) if grad is not None else None
+        self._key = self.objective.key
 
     def state_dict(self) -> dict:
         """θ and L, ∇L there (identical on every rank); the local solvers are in :meth:`rank_state_dict`."""
         state: dict[str, Any] = {"theta": self.theta.clone()}
-        if self.current is not None:
-            state["loss"] = self.current.loss
-            state["grad"] = self.current.grad.clone()
-            state["terms"] = dict(self.current.terms)
+        if self._current is not None:
+            state["loss"] = self._current.loss
+            state["grad"] = self._current.grad.clone()
+            state["terms"] = dict(self._current.terms)
             state["key"] = self._key
         return state
 
     def load_state_dict(self, state: dict) -> None:
         self.theta.copy_(state["theta"])
         if "grad" in state:
-            self.current = Evaluation(state["loss"], state["grad"].to(self.theta), dict(state.get("terms", {})))
+            self._current = Evaluation(state["loss"], state["grad"].to(self.theta), dict(state.get("terms", {})))
             self._key = int(state.get("key", 0))
         else:
-            self.current = None
+            self._current = None
 
     def rank_state_dict(self) -> dict:
         """The local solvers of this rank's subdomains (their histories), unless they restart every time."""

@@ -172,10 +172,17 @@ class TrustRegion(Solver):
         self.iteration, self._terms = 0, {}
         self._key = objective.key
 
-    def set_point(self, theta: torch.Tensor) -> None:
-        """Move to ``theta`` keeping the radius and the secant pairs; L and ∇L are evaluated anew."""
+    def set_point(self, theta: torch.Tensor, loss: float | None = None, grad: torch.Tensor | None = None) -> None:
+        """Move to ``theta`` keeping the radius and the secant pairs; L and ∇L there when given, else evaluated anew."""
         self.theta.copy_(theta)
-        self.loss, self.grad, self.control.recent = None, None, []
+        self.control.recent = []
+        self.loss, self.grad = (float(loss), grad) if grad is not None else (None, None)
+        self._key = self.objective.key
+
+    def current(self) -> Evaluation | None:
+        if self.grad is None or self._key != self.objective.key:
+            return None
+        return Evaluation(self.loss, self.grad, dict(self._terms))
 
     def set_region(self, center: torch.Tensor, radius: float) -> None:
         """Keep every iterate within ``radius`` of ``center`` (in the solver's norm); the radius starts there.
