@@ -14,6 +14,14 @@ from ddnn.solvers.first_order import SGD, Adam, AdamOptions, SGDOptions
 from ddnn.solvers.lbfgs import LBFGS, LBFGSOptions
 
 
+@pytest.fixture(autouse=True)
+def one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 def closure_for(model, opt, problem, set_to_none=False):
     rows = problem.training_samples().terms["data"]
     x, u = rows[:, :2], rows[:, 2:]
@@ -34,6 +42,12 @@ def flat_of(model):
     return torch.cat([p.detach().reshape(-1) for p in model.parameters()])
 
 
+def lbfgs(model, **options):
+    """ddnn.optim.LBFGS with one iteration per step and without torch's tolerances, as the bare solver."""
+    options = {"memory": 3, "line_search": "strong_wolfe", **options}
+    return ddnn.optim.LBFGS(model.parameters(), max_iter=1, tolerance_grad=0.0, tolerance_change=0.0, **options)
+
+
 @pytest.mark.parametrize(
     "options",
     [{}, {"line_search": "armijo", "momentum": 0.6}, {"line_search": {"name": "fixed"}, "lr": 0.2, "memory": 5}],
@@ -46,7 +60,7 @@ def test_same_iterates_as_the_solver(options):
     solver.init(objective, problem.params.flat)
 
     model = make_mlp()  # same seed: the same initial weights
-    opt = ddnn.optim.LBFGS(model.parameters(), reevaluate=False, **options)
+    opt = lbfgs(model, reevaluate=False, **options)
     closure = closure_for(model, opt, problem)
     torch.testing.assert_close(flat_of(model), solver.theta, rtol=0, atol=0)
     for k in range(8):
@@ -57,16 +71,52 @@ def test_same_iterates_as_the_solver(options):
     assert report.status == Status.RUNNING
 
 
-def test_reevaluating_each_call_gives_the_same_iterates():
+@pytest.mark.parametrize("variant", ["additive", "multiplicative"])
+def test_schwarz_on_a_closure_takes_the_iterates_of_the_objective(variant):
+    """ASPQN/MSPQN on a closure equal the solver with a Schwarz npc on ddnn's Objective, bit for bit."""
+    objective, problem = least_squares_objective(depth=3)
+    npc = {"name": "schwarz", "variant": variant, "subdomains": 2, "local_iters": 3}
+    section = config.section("solver", {"name": "lbfgs", "npc": npc})
+    solver = LBFGS(section.options)
+    solver.init(objective, problem.params.flat)
+
+    model = make_mlp(depth=3)
+    cls = ddnn.optim.ASPQN if variant == "additive" else ddnn.optim.MSPQN
+    opt = cls(model, blocks="layers", subdomains=2, local_iters=3)
+    closure = closure_for(model, opt, problem)
+    for k in range(3):
+        solver.step()
+        opt.step(closure)
+        assert torch.equal(flat_of(model), solver.theta), f"iterate {k + 1}"
+    assert opt.counters["local_grad_evals"] == objective.counters["local_grad_evals"] > 0
+
+
+def test_reevaluating_each_call_gives_the_same_iterates_for_more_closure_calls():
     _, problem = least_squares_objective()
     runs = []
-    for reevaluate in (False, True):
+    for reevaluate in (False, "auto", True):
         model = make_mlp()
-        opt = ddnn.optim.LBFGS(model.parameters(), reevaluate=reevaluate)
+        opt = lbfgs(model, reevaluate=reevaluate)
         closure = closure_for(model, opt, problem)
         losses = [float(opt.step(closure)) for _ in range(5)]
-        runs.append((flat_of(model), losses))
-    assert torch.equal(runs[0][0], runs[1][0]) and runs[0][1] == runs[1][1]
+        runs.append((flat_of(model), losses, opt.state["closure_calls"]))
+    assert torch.equal(runs[0][0], runs[1][0]) and torch.equal(runs[0][0], runs[2][0])
+    assert runs[0][1] == runs[1][1] == runs[2][1]
+    assert runs[0][2] == runs[1][2] == runs[2][2] - 4  # True: one more call per step after the first
+
+
+def test_a_new_closure_object_is_evaluated_anew():
+    _, problem = least_squares_objective()
+    model = make_mlp()
+    opt = lbfgs(model)
+    opt.step(closure_for(model, opt, problem))
+    calls = opt.state["closure_calls"]
+    opt.step(closure_for(model, opt, problem))  # a new object: the start is evaluated again
+    same = closure_for(model, opt, problem)
+    opt.step(same)
+    after_new = opt.state["closure_calls"]
+    opt.step(same)
+    assert after_new - calls > opt.state["closure_calls"] - after_new
 
 
 def test_parameters_become_views_of_one_buffer():
@@ -101,7 +151,7 @@ def test_gradients_set_to_none_are_recovered():
 def test_state_dict_resumes_bit_for_bit():
     _, problem = least_squares_objective()
     model = make_mlp()
-    opt = ddnn.optim.LBFGS(model.parameters(), momentum=0.8)
+    opt = lbfgs(model, momentum=0.8)
     closure = closure_for(model, opt, problem)
     for _ in range(3):
         opt.step(closure)
@@ -111,7 +161,7 @@ def test_state_dict_resumes_bit_for_bit():
     final = flat_of(model)
 
     model2 = make_mlp(seed=123)
-    opt2 = ddnn.optim.LBFGS(model2.parameters(), momentum=0.8)
+    opt2 = lbfgs(model2, momentum=0.8)
     opt2.load_state_dict(state)
     closure2 = closure_for(model2, opt2, problem)
     for _ in range(3):
@@ -122,18 +172,21 @@ def test_state_dict_resumes_bit_for_bit():
 def test_max_iter_and_convergence_stop():
     _, problem = least_squares_objective()
     model = make_mlp()
-    opt = ddnn.optim.LBFGS(model.parameters(), max_iter=50, grad_tol=2e-2)
+    opt = ddnn.optim.LBFGS(
+        model.parameters(), max_iter=50, max_eval=200, tolerance_grad=2e-2, line_search_fn="strong_wolfe"
+    )
     closure = closure_for(model, opt, problem)
     start = opt.step(closure)
-    assert isinstance(start, torch.Tensor) and start.ndim == 0
+    assert isinstance(start, torch.Tensor) and start.ndim == 0 and start.dtype == torch.float64
     assert opt.last_report.status == Status.GRAD_TOL
-    assert opt.solver.iteration < 50
+    assert 0 < opt.solver.iteration < 50
+    assert opt.state[next(model.parameters())]["n_iter"] == opt.solver.iteration
     assert closure().item() < start.item()
 
 
 def test_lr_follows_the_param_group():
     model = make_mlp()
-    opt = ddnn.optim.LBFGS(model.parameters(), line_search="fixed", lr=0.5, first_step="unit")
+    opt = lbfgs(model, line_search="fixed", lr=0.5, first_step="unit")
     _, problem = least_squares_objective()
     closure = closure_for(model, opt, problem)
     opt.param_groups[0]["lr"] = 0.25
@@ -143,12 +196,17 @@ def test_lr_follows_the_param_group():
     assert not torch.equal(before, flat_of(model))
 
 
-def test_bad_options_are_config_errors():
+def test_bad_options_are_value_errors_naming_the_option():
     model = make_mlp()
-    with pytest.raises(ConfigError, match="memory"):
-        ddnn.optim.LBFGS(model.parameters(), memory=0)
-    with pytest.raises(ConfigError, match="line_search"):
-        ddnn.optim.LBFGS(model.parameters(), line_search="bogus")
+    for kwargs, name in [
+        ({"memory": 0}, "memory"),
+        ({"history_size": 0}, "history_size"),
+        ({"line_search": "bogus"}, "line_search"),
+        ({"momentum": 2.0}, "momentum"),
+    ]:
+        with pytest.raises(ValueError, match=name) as info:
+            ddnn.optim.LBFGS(model.parameters(), **kwargs)
+        assert isinstance(info.value, ConfigError)
 
 
 def test_generic_solver_optimizer_runs_adam():
@@ -158,6 +216,7 @@ def test_generic_solver_optimizer_runs_adam():
     closure = closure_for(model, opt, problem)
     losses = [float(opt.step(closure)) for _ in range(20)]
     assert losses[-1] < losses[0]
+    assert opt.state["closure_calls"] == 20
 
 
 def test_problem_helper_is_a_problem():

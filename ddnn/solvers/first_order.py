@@ -70,7 +70,11 @@ class _TorchOptimizerSolver(Solver):
             return StepReport(ev.loss, grad_norm, accepted=False, status=Status.DIVERGED_NAN, terms=dict(ev.terms))
         previous = self.theta.clone()
         self.theta.grad = ev.grad
-        self.optimizer.step()
+        for group in self.optimizer.param_groups:  # the options drive the step (an LR scheduler changes them)
+            group["lr"] = self.options.lr
+        step = type(self.optimizer).step
+        # the update without torch's step hooks: they belong to the caller's optimiser, which fires them once
+        getattr(step, "__wrapped__", step)(self.optimizer)
         self.theta.grad = None
         self.iteration += 1
         step_norm = float(torch.linalg.vector_norm(self.theta - previous))

@@ -39,6 +39,7 @@ subproblems, *Comput. Optim. Appl.* 66 (2017) 245–266 (L-SR1 trust regions;
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable
 
@@ -66,10 +67,11 @@ def denominator_rule(eps: float = 1e-8) -> PairRule:
     are refused by :class:`LSR1History`'s conditioning test instead.
     """
 
-    def rule(sr: float, s_norm: float, r_norm: float) -> bool:
-        return abs(sr) >= eps * s_norm * r_norm
+    return functools.partial(_denominator, eps=eps)  # picklable, unlike a local function
 
-    return rule
+
+def _denominator(sr: float, s_norm: float, r_norm: float, eps: float) -> bool:
+    return abs(sr) >= eps * s_norm * r_norm
 
 
 class LSR1History:

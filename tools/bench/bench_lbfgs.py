@@ -100,7 +100,16 @@ def run_torch(network, closure_for, iters: int, memory: int) -> tuple[float, int
 
 def run_ddnn(network, closure_for, iters: int, memory: int) -> tuple[float, int, int, float]:
     model = network()
-    opt = ddnn.optim.LBFGS(model.parameters(), memory=memory, line_search="strong_wolfe", max_iter=iters)
+    opt = ddnn.optim.LBFGS(  # torch's arguments: the same limits as run_torch
+        model.parameters(),
+        lr=1.0,
+        max_iter=iters,
+        max_eval=100 * iters,
+        history_size=memory,
+        tolerance_grad=-1.0,
+        tolerance_change=0.0,
+        line_search_fn="strong_wolfe",
+    )
     counter = [0]
     closure = closure_for(model, opt, counter)
     start = time.perf_counter()
