@@ -281,17 +281,30 @@ class TrustRegion(Solver):
         ev = self.objective.evaluate(trial)
         self.iteration += 1
         rho = self.control.ratio(loss, ev.loss, result.predicted_decrease)
-        if not math.isfinite(ev.loss):
-            self.context.counters.add("tr_nonfinite_trials")
-        elif self.history is not None and ev.grad is not None and bool(torch.isfinite(ev.grad).all()):
+        if math.isfinite(ev.loss) and self.history is not None and bool(torch.isfinite(ev.grad).all()):
             # SR1 learns from rejected steps too (N&W Alg. 6.2); L-BFGS only from accepted ones
             if isinstance(self.history, LSR1History) or self.control.accepts(rho):
                 stored = self.history.push(result.step, ev.grad - grad)
                 self.context.counters.add("secant_pairs_stored" if stored else "secant_pairs_skipped")
-        accepted = self.control.accepts(rho)
         step_norm = float(torch.linalg.vector_norm(result.step, ord=2 if self.norm == "2" else math.inf))
+        return self._decide(loss, trial, ev, rho, step_norm, result.on_boundary or step_norm >= 0.99 * radius)
+
+    def _decide(
+        self,
+        loss: float,
+        trial: torch.Tensor,
+        ev: Evaluation,
+        rho: float,
+        step_norm: float,
+        on_boundary: bool,
+        warnings: tuple[str, ...] = (),
+    ) -> StepReport:
+        """Accept or reject the trial by the ratio ρ, update the radius, report. ``loss``: L before the step."""
+        if not math.isfinite(ev.loss):
+            self.context.counters.add("tr_nonfinite_trials")
+        accepted = self.control.accepts(rho) and step_norm > 0.0
         radius_used = self.control.radius
-        self.control.update(rho, result.on_boundary or step_norm >= 0.99 * radius)
+        self.control.update(rho, on_boundary)
         if accepted:
             self.context.counters.add("tr_accepted")
             self._accept(trial, ev)
@@ -307,6 +320,7 @@ class TrustRegion(Solver):
             Status.RUNNING,
             dict(self._terms),
             loss,
+            warnings,
         )
 
     def _preconditioned_step(self) -> StepReport:
@@ -321,30 +335,9 @@ class TrustRegion(Solver):
         step = result.theta - self.theta
         step_norm = float(torch.linalg.vector_norm(step, ord=2 if self.norm == "2" else math.inf))
         rho = self.control.ratio(loss, ev.loss, result.predicted_decrease)
-        if not math.isfinite(ev.loss):
-            self.context.counters.add("tr_nonfinite_trials")
-        accepted = self.control.accepts(rho) and step_norm > 0.0
-        radius_used = self.control.radius
         # the sum of local corrections rarely lies on the boundary itself: a very successful
         # combined step expands the radius (Conn, Gould & Toint 2000, Alg. 6.1.1, step 4)
-        self.control.update(rho, True)
-        if accepted:
-            self.context.counters.add("tr_accepted")
-            self._accept(result.theta, ev)
-        else:
-            self.context.counters.add("tr_rejected")
-        return StepReport(
-            self.loss,
-            float(torch.linalg.vector_norm(self.grad)),
-            step_norm if accepted else 0.0,
-            None,
-            radius_used,
-            accepted,
-            Status.RUNNING,
-            dict(self._terms),
-            loss,
-            result.warnings,
-        )
+        return self._decide(loss, result.theta, ev, rho, step_norm, True, result.warnings)
 
     # -- state ---------------------------------------------------------------------
     def state_dict(self) -> dict:

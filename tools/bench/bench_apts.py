@@ -26,36 +26,10 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
-import subprocess
-import sys
 import tempfile
 
-import h5py
 import numpy as np
-import yaml
-
-REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
-
-
-def run(raw: dict, ranks: int, out: str, threads: int | None = None) -> dict:
-    """One ``python -m ddnn`` run; its history, counters and stop reason."""
-    path = out + ".yaml"
-    with open(path, "w") as fh:
-        yaml.safe_dump(raw, fh)
-    cmd = [sys.executable, "-m", "ddnn", path, "--out", out, "--quiet"]
-    if ranks > 1:
-        cmd = ["mpiexec", "-n", str(ranks), *cmd]
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("PMI_", "OMPI_", "DDNN_"))}
-    env["PYTHONPATH"] = REPO + os.pathsep + env.get("PYTHONPATH", "")
-    if threads is not None:
-        env["OMP_NUM_THREADS"] = str(threads)
-    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, cwd=REPO, timeout=3600)
-    if proc.returncode != 0:
-        raise RuntimeError(f"{' '.join(cmd)} failed:\n{proc.stderr[-2000:]}")
-    with h5py.File(os.path.join(out, "results.h5"), "r") as f:
-        history = {k: f["history"][k][()] for k in f["history"]}
-        reason = f.attrs["stop_reason"]
-    return {"history": history, "reason": reason}
+from _runs import run
 
 
 def problem(dataset: str) -> dict:
@@ -135,7 +109,7 @@ def speed(args: argparse.Namespace, tmp: str) -> None:
     times: dict[int, list[float]] = {1: [], 2: []}
     for repeat in range(args.repeat):
         for ranks in (1, 2):  # alternate, keep the fastest of each
-            h = run(raw, ranks, os.path.join(tmp, f"speed_np{ranks}_{repeat}"), threads=1)["history"]
+            h = run(raw, os.path.join(tmp, f"speed_np{ranks}_{repeat}"), ranks, threads=1)
             times[ranks].append(h["wall_time"][-1] / h["epoch"][-1])
     one, two = min(times[1]), min(times[2])
     print(f"\n== APTS in data, 2 chunks per batch: wall time per epoch (one thread per rank, fastest of {args.repeat})")
@@ -167,12 +141,11 @@ def accuracy(args: argparse.Namespace, tmp: str) -> None:
             results = [
                 run(
                     {**base, "solver": {"name": "adam", "lr": lr}, "run": {**base["run"], "seed": s}},
-                    1,
                     os.path.join(tmp, f"{dataset}_adam_{lr}_{s}"),
                 )
                 for s in range(args.seeds)
             ]
-            final = statistics.median(r["history"]["accuracy"][-1] for r in results)
+            final = statistics.median(r["accuracy"][-1] for r in results)
             if best is None or final > best[0]:
                 best = (final, lr, results)
         rows.append((f"Adam (lr {best[1]:g}, tuned)", best[2]))
@@ -180,8 +153,8 @@ def accuracy(args: argparse.Namespace, tmp: str) -> None:
             results = [
                 run(
                     {**base, "solver": solver, "run": {**base["run"], "seed": s}},
-                    ranks,
                     os.path.join(tmp, f"{dataset}_{name.replace(' ', '_')}_{s}"),
+                    ranks,
                 )
                 for s in range(args.seeds)
             ]
@@ -192,9 +165,9 @@ def accuracy(args: argparse.Namespace, tmp: str) -> None:
         )
         print(f"{'method':28s} {'accuracy':>24s} {'epochs to target':>18s} {'grad work':>10s}")
         for name, results in rows:
-            acc = [r["history"]["accuracy"][-1] for r in results]
-            epochs = [first_epoch_reaching(r["history"], target) for r in results]
-            work = statistics.median(r["history"]["effective_grad_work"][-1] for r in results)
+            acc = [r["accuracy"][-1] for r in results]
+            epochs = [first_epoch_reaching(r, target) for r in results]
+            work = statistics.median(r["effective_grad_work"][-1] for r in results)
             reached = [e for e in epochs if e == e]
             shown = (
                 f"{statistics.median(reached):.1f}"
@@ -239,9 +212,9 @@ def variants(args: argparse.Namespace, tmp: str) -> None:
             )
             for s in range(args.seeds)
         ]
-        wall = statistics.median(r["history"]["wall_time"][-1] for r in results)
-        rejected = statistics.median(r["history"].get("tr_rejected", np.zeros(1))[-1] for r in results)
-        acc = statistics.median(r["history"]["accuracy"][-1] for r in results)
+        wall = statistics.median(r["wall_time"][-1] for r in results)
+        rejected = statistics.median(r.get("tr_rejected", np.zeros(1))[-1] for r in results)
+        acc = statistics.median(r["accuracy"][-1] for r in results)
         print(f"{name:42s} {wall:9.2f}s {rejected:9.0f} {acc:9.4f}")
 
 

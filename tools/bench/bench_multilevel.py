@@ -26,26 +26,8 @@ import subprocess
 import sys
 import tempfile
 
-import h5py
 import numpy as np
-import yaml
-
-REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
-
-
-def run(raw: dict, out: str) -> dict[str, np.ndarray]:
-    path = out + ".yaml"
-    with open(path, "w") as fh:
-        yaml.safe_dump(raw, fh)
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("PMI_", "OMPI_", "DDNN_"))}
-    env["PYTHONPATH"] = REPO + os.pathsep + env.get("PYTHONPATH", "")
-    proc = subprocess.run(
-        [sys.executable, "-m", "ddnn", path, "--out", out, "--quiet"], env=env, capture_output=True, text=True, cwd=REPO
-    )
-    if proc.returncode != 0:
-        raise RuntimeError(proc.stderr[-2000:])
-    with h5py.File(os.path.join(out, "results.h5"), "r") as f:
-        return {k: f["history"][k][()] for k in f["history"]}
+from _runs import REPO, run
 
 
 def work_to(history: dict[str, np.ndarray], target: float) -> float:
