@@ -287,7 +287,12 @@ def _build_dataclass(cls: type, raw: Any, prefix: str, skip: tuple[str, ...] = (
         key = _join(prefix, name)
         if "kind" in f.metadata:
             values[name] = _build_section(
-                f.metadata["kind"], raw.get(name), key, f.metadata["default_name"], f.metadata.get("role")
+                f.metadata["kind"],
+                raw.get(name),
+                key,
+                f.metadata["default_name"],
+                f.metadata.get("role"),
+                f.metadata.get("defaults"),
             )
         elif name in raw:
             values[name] = _coerce(raw[name], hints[name], key, dict(f.metadata))
@@ -303,7 +308,9 @@ def _build_dataclass(cls: type, raw: Any, prefix: str, skip: tuple[str, ...] = (
     return obj
 
 
-def _build_section(kind: str, raw: Any, key: str, default_name: str | None, role: str | None = None) -> Section | None:
+def _build_section(
+    kind: str, raw: Any, key: str, default_name: str | None, role: str | None = None, defaults: dict | None = None
+) -> Section | None:
     if raw is None:
         if default_name is None:
             return None
@@ -328,6 +335,8 @@ def _build_section(kind: str, raw: Any, key: str, default_name: str | None, role
             f"{kind} {name!r} cannot be used here "
             f"({_ROLE_WORDS.get(role, role)}: one of {', '.join(_names(kind, role))})",
         )
+    if defaults and name == default_name:  # this place's own defaults of its default component
+        raw = {**defaults, **raw}
     options = _build_dataclass(entry.options, raw, key, skip=("name",))
     return Section(kind, name, options)
 

@@ -40,16 +40,22 @@ def option(default: Any = MISSING, doc: str = "", **checks: Any) -> Any:
     return field(default=default, metadata=meta)
 
 
-def component(kind: str, default: str | None = None, doc: str = "", role: str | None = None) -> Any:
+def component(
+    kind: str, default: str | None = None, doc: str = "", role: str | None = None, defaults: dict | None = None
+) -> Any:
     """A nested component section (e.g. a local solver) of the given kind.
 
     ``default`` names the component used when the key is absent (its options
     take their defaults); ``None`` means the section is optional and absent.
-    ``role`` is a capability the chosen class must declare (a class attribute
-    ``roles`` containing it), e.g. ``"npc"`` for a nonlinear preconditioner:
-    a composition that cannot run is refused at validation.
+    ``defaults`` are option values of the ``default`` component that differ
+    in this place from its own defaults (a local L-BFGS keeps 10 pairs where
+    a global one keeps 3); they apply whenever the section names that
+    component and leaves them out. ``role`` is a capability the chosen class
+    must declare (a class attribute ``roles`` containing it), e.g. ``"npc"``
+    for a nonlinear preconditioner: a composition that cannot run is refused
+    at validation.
     """
-    meta = {"doc": doc, "kind": kind, "default_name": default, "role": role}
+    meta = {"doc": doc, "kind": kind, "default_name": default, "role": role, "defaults": dict(defaults or {})}
     return field(default=None, metadata=meta)
 
 
@@ -141,6 +147,8 @@ def describe_options(cls: type, indent: str = "  ") -> list[str]:
         if "kind" in f.metadata:
             default = f.metadata["default_name"]
             shown = f"{f.metadata['kind']} section, default {default}" if default else f"{f.metadata['kind']} section"
+            if f.metadata.get("defaults"):
+                shown += " with " + ", ".join(f"{k}: {v}" for k, v in f.metadata["defaults"].items())
             lines.append(f"{indent}{f.name}: <{shown}>  {doc}")
             continue
         default = f.default if f.default is not MISSING else "<required>"
