@@ -9,7 +9,6 @@ import os
 import pickle
 import struct
 import sys
-import time
 
 import numpy as np
 import pytest
@@ -510,9 +509,13 @@ def test_libsvm_fast_path_matches_reference_on_random_lines(tmp_path):
     assert y.tolist() == [float((-1) ** r) for r in range(200)]
 
 
-@pytest.mark.slow
-def test_libsvm_gisette_sized_file_parses_quickly(tmp_path):
-    n, d, density = 6000, 5000, 0.13  # gisette: 6000 x 5000, about 45 MB of text
+def test_libsvm_wide_file_parses_exactly(tmp_path):
+    """A file as wide as gisette (5000 features), fewer rows: every non-zero lands where it belongs.
+
+    (Parsing speed on the full 6000 x 5000 shape is measured by ``tools/bench/bench_multilevel.py``'s
+    runs on gisette, not here: no timings in tests.)
+    """
+    n, d, density = 400, 5000, 0.13
     rng = np.random.default_rng(0)
     index_text = [f"{i}:" for i in range(1, d + 1)]
     value_text = [f"{v:.6g}" for v in np.linspace(-1.0, 1.0, 2001)]
@@ -528,13 +531,10 @@ def test_libsvm_gisette_sized_file_parses_quickly(tmp_path):
             if r == 17:
                 expected_row = np.zeros(d)
                 expected_row[cols] = values[codes]
-    start = time.perf_counter()
     X, y = load_libsvm(tmp_path / "gisette", n_features=d)
-    elapsed = time.perf_counter() - start
     assert X.shape == (n, d) and y.shape == (n,) and y[:2].tolist() == [-1.0, 1.0]
     assert np.array_equal(X[17].numpy(), expected_row)
     assert int(torch.count_nonzero(X)) == nonzeros
-    assert elapsed < 10.0, f"parsing a gisette-sized file took {elapsed:.1f} s"
 
 
 # ---------------------------------------------------------------------------------------------- synthetic
