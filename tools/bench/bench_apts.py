@@ -232,8 +232,8 @@ def variants(args: argparse.Namespace, tmp: str) -> None:
         results = [
             run(
                 {**base, "solver": solver, "run": {**base["run"], "seed": s}},
-                2,
                 os.path.join(tmp, f"var_{len(name)}_{s}"),
+                2,
                 threads=1,
             )
             for s in range(args.seeds)
