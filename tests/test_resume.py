@@ -123,6 +123,23 @@ CASES = {
         },
         3,
     ),
+    "rmtr_depth_2ranks": (
+        2,
+        {
+            "problem": {"name": "classification", "dataset": "peaks", "n_train": 120, "n_test": 40},
+            "model": {"name": "resnet", "width": 4, "blocks": 4},
+            "solver": {
+                "name": "multilevel",
+                "hierarchy": "depth",
+                "control": "trust_region",
+                "fine": {"name": "trust_region"},
+                "fine_pre": 1,
+                "levels": [{"solver": {"name": "trust_region"}, "pre": 2}],
+            },
+            "data": {"batch_size": 50},
+        },
+        2,
+    ),
     # resumed between two resamples (draws at iterations 3 and 6)
     "resample_2ranks": (
         2,

@@ -384,9 +384,10 @@ class Multilevel(Solver):
             entry: dict[str, Any] = {"control": self.controls[i].state_dict()}
             if lvl.smoother is not None:
                 entry["smoother"] = lvl.smoother.state_dict()
+            if lvl.options is not None:  # a coarse level: its coherent model (and samples)
+                entry["model"] = lvl.model.state_dict()
             if lvl.source is not None:
                 entry["source"] = lvl.source.state_dict()
-                entry["model"] = lvl.model.state_dict()
             state["levels"][str(i)] = entry
         return state
 
@@ -400,6 +401,7 @@ class Multilevel(Solver):
             self.controls[i].load_state_dict(entry["control"])
             if lvl.source is not None:
                 lvl.source.load_state_dict(entry["source"])
+            if lvl.options is not None:
                 lvl.model.load_state_dict(entry["model"], self.theta)
             if lvl.smoother is not None:
                 lvl.smoother.load_state_dict(entry["smoother"])
