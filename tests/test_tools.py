@@ -374,7 +374,13 @@ def test_multilevel_table_in_the_seeds_layout(tmp_path):
     astrom = {"name": "multilevel", "control": "trust_region", "levels": [{"fraction": 0.01, "solver": tr}]}
     ssn = {"name": "multilevel", "control": "line_search", "levels": [{"fraction": 0.25, "solver": {"name": "newton"}}]}
     svrg = {"name": "multilevel", "levels": [{"fraction": 0.02, "resample": "step", "solver": {"name": "sgd"}}]}
-    history = {"grad_work": [1, 2, 3.5], "hessian_work": [0.5, 1, 1.25], "cg_work": [4, 9, 12.5], "loss": [3, 2, 1]}
+    history = {
+        "grad_work": [1, 2, 3.5],
+        "hessian_work": [0.5, 1, 1.25],
+        "cg_iterations": [10, 20, 30],
+        "cg_work": [4, 9, 12.5],
+        "loss": [3, 2, 1],
+    }
     runs = [
         _fake_run(tmp_path / "tr", tr, history),
         _fake_run(tmp_path / "astrom", astrom, history),
@@ -387,5 +393,6 @@ def test_multilevel_table_in_the_seeds_layout(tmp_path):
     table = {row[0]: row[1:] for row in rows[1:]}
     assert table["iterations"] == ["3", "3", "3", "2"]
     assert table["∇L evals"] == ["3.5", "3.5", "3.5", "20"]
-    assert table["CG iterations"] == ["12.5", "12.5", "12.5", "0"]
+    assert table["CG iterations"] == ["30", "30", "30", "0"]
+    assert table["CG work"] == ["12.5", "12.5", "12.5", "0"]
     one_line_error(tool("multilevel_table", *runs, "--label", "only-one"), "labels")

@@ -8,9 +8,11 @@ Examples
     python tools/multilevel_table.py runs/logreg_gisette_* --format markdown
 
 One column per run, in the seed's layout (methods as columns, cost measures
-as rows). Costs are in units of the full data set, as in the seed: a
-gradient on a 10 % sample counts 0.1 (``grad_work``), so does a Hessian
-formed on it (``hessian_work``) and each of its CG iterations (``cg_work``).
+as rows). Gradient and Hessian costs are in units of the full data set, as
+in the seed: a gradient on a 10 % sample counts 0.1 (``grad_work``), so does
+a Hessian formed on it (``hessian_work``). CG iterations are given both as a
+count (``cg_iterations``) and weighted by the sample they ran on
+(``cg_work``): the seed's table mixes the two conventions.
 Methods are named from the configuration: ``TR``, ``ASTROM p%``, ``SSN p%``,
 ``SVRG``, ``SARAH``, ``MLVRk`` (k levels); ``--label`` names them yourself.
 A run that did not reach its target (``stop_reason`` other than
@@ -26,7 +28,8 @@ ROWS = (
     ("iterations", None),
     ("∇L evals", "grad_work"),
     ("∇²L evals", "hessian_work"),
-    ("CG iterations", "cg_work"),
+    ("CG iterations", "cg_iterations"),
+    ("CG work", "cg_work"),
 )
 CONVERGED = {"TARGET_METRIC", "TARGET_LOSS", "GRAD_TOL"}
 
