@@ -121,6 +121,9 @@ class RunOptions:
     target_value: Optional[float] = option(
         None, "stop when target_metric reaches this (below for errors, above for accuracy)"
     )
+    stop_when: Literal["any", "all"] = option(
+        "any", "with target_loss and target_metric: stop at the first one reached, or once both were reached"
+    )
     wall_time: Optional[float] = option(None, "stop after this many seconds of training", gt=0)
     print_every: Cadence = option(Cadence(10), "progress line on rank 0 every N iterations or 'N epochs' (0: none)")
     metrics_every: Cadence = option(Cadence(1), "evaluate metrics every N iterations or 'N epochs'", min=1)

@@ -175,6 +175,7 @@ class Run:
         self.elapsed_before = 0.0
         self._metric_names: set[str] = set()
         self._final_metrics: dict[str, float] = {}
+        self._reached = {"loss": False, "metric": False}  # targets reached so far (run.stop_when: all)
         agree(comm, self._build)
         self.resume_state = self._read_resume() if resume else None
 
@@ -289,6 +290,7 @@ class Run:
         self.solver.load_state_dict(_tree_to(state["solver"], self.device))
         self.solver.load_rank_state_dict(_tree_to(rank.get("solver", {}), self.device))
         self.history.load_state_dict(state["history"])
+        self._targets_from_history()
         self.counters.load(rank["counters"])
         self.timers.load(rank["timers"])
         torch.set_rng_state(rank["torch_rng"])
@@ -409,6 +411,21 @@ class Run:
         row["bytes_communicated"] = self.comm.bytes_communicated
         self.history.append(row)
 
+    def _metric_reached(self, value: float) -> bool:
+        run = self.config.run
+        higher = run.target_metric in type(self.problem).higher_is_better
+        return (value >= run.target_value) if higher else (value <= run.target_value)
+
+    def _targets_from_history(self) -> None:
+        """Which targets the recorded history already reached (after a resume)."""
+        run = self.config.run
+        columns = self.history.arrays()
+        if run.target_loss is not None and "loss" in columns:
+            self._reached["loss"] = bool(np.any(columns["loss"] <= run.target_loss))
+        if run.target_metric is not None and run.target_metric in columns:
+            values = columns[run.target_metric]
+            self._reached["metric"] = any(self._metric_reached(v) for v in values[~np.isnan(values)])
+
     def _stop_reason(self, report: StepReport | None, metrics: dict[str, float]) -> StopReason | Status:
         run = self.config.run
         if report is not None:
@@ -417,11 +434,13 @@ class Run:
             if not math.isfinite(report.loss):
                 return Status.DIVERGED_NAN
             if run.target_loss is not None and report.loss <= run.target_loss:
-                return StopReason.TARGET_LOSS
+                self._reached["loss"] = True
+                if run.stop_when == "any" or run.target_metric is None or self._reached["metric"]:
+                    return StopReason.TARGET_LOSS
         if run.target_metric is not None and run.target_value is not None and run.target_metric in metrics:
-            value = metrics[run.target_metric]
-            higher = run.target_metric in type(self.problem).higher_is_better
-            if (value >= run.target_value) if higher else (value <= run.target_value):
+            if self._metric_reached(metrics[run.target_metric]):
+                self._reached["metric"] = True
+            if self._reached["metric"] and (run.stop_when == "any" or run.target_loss is None or self._reached["loss"]):
                 return StopReason.TARGET_METRIC
         if self.iteration >= run.max_iter:
             return StopReason.MAX_ITER

@@ -72,3 +72,16 @@ def test_cadence_values(value, expected):
 def test_bad_cadences(value):
     with pytest.raises(ConfigError, match="run.print_every"):
         cfg.Cadence.from_config(value, "run.print_every", {})
+
+
+def test_stop_when_all_targets_were_reached(tmp_path):
+    """run.stop_when: all — a run stops once both targets were reached, not at the first one."""
+    run = {"max_iter": 200, "metrics_every": 1, "target_loss": 0.5, "target_metric": "accuracy", "target_value": 0.9}
+    both, h = _run(tmp_path / "all", {**run, "stop_when": "all"}, data={})
+    loss_hit = int(np.flatnonzero(h["loss"] <= 0.5)[0])
+    acc_hit = int(np.flatnonzero(h["accuracy"] >= 0.9)[0])
+    assert loss_hit != acc_hit  # the two targets come at different iterations here
+    assert both.reason in (StopReason.TARGET_LOSS, StopReason.TARGET_METRIC)
+    assert both.iterations - 1 == max(loss_hit, acc_hit)
+    first, _ = _run(tmp_path / "any", run, data={})
+    assert first.iterations - 1 == min(loss_hit, acc_hit)

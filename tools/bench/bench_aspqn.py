@@ -1,172 +1,185 @@
-"""ASPQN and MSPQN vs L-BFGS: cost to reach the error L-BFGS reaches (the seed's table).
+"""ASPQN and MSPQN vs L-BFGS at the paper's protocol: cost to reach L-BFGS's *final* error and loss.
 
-For each PINN, L-BFGS (m = 3, strong Wolfe) runs for a budget of iterations;
-its best relative L2 error is the target. ASPQN and MSPQN (L-BFGS right
-preconditioned by additive / multiplicative Schwarz over S layer blocks) then
-run until they reach that error or their own budget. Printed per method:
-iterations, effective gradient evaluations (global + local, additive local
-solves counted once per outer iteration as they run concurrently — the
-seed's #g_e), wall time on this machine, and the ratios to L-BFGS. All runs
-are serial and in one process, so the wall times compare side by side; the
-parallel efficiency of the local solves is measured separately with
-``--ranks``: ASPQN on 1 and on N ranks (mpirun), same iterations.
+Protocol (Kopaničáková, Kothari, Karniadakis & Krause, SISC 2024, and the
+seed): L-BFGS with m = 3 and strong Wolfe runs until its error stalls; its
+error and loss there are the targets. The **plateau rule**: L-BFGS has
+stalled at iteration i when its best error over the next ``--window``
+iterations improves on its best error up to i by less than ``--stall``
+(relative); the run is cut at the first such i (or at ``--lbfgs-iters``).
+ASPQN (S blocks, additive, one block per rank) and MSPQN (multiplicative)
+then run until they reach both targets or their budget. For every method,
+under both counts of gradient evaluations:
+
+* **ours** — every evaluation, local ones of concurrent blocks once per outer
+  iteration (``effective_grad_evals``), line-search trials included;
+* **the seed's** — 1 per L-BFGS iteration, 2 + k per ASPQN and 2 + S·k per
+  MSPQN outer iteration (k local steps), line-search trials apart;
+
+the evaluations to reach the target error and the target loss, and the
+ratio L-BFGS / method, over ``--seeds`` seeds (median [min, max]). Ratios of
+an error on a plateau are unstable: read the loss ratios beside them.
+
+The default is CPU-sized (Burgers, 1,000 points, float64, serial: about 40
+minutes on 2 cores); ``--points 10000`` is the seed's size (a GPU or a night).
 
 Usage::
 
-    python tools/bench/bench_aspqn.py --problem burgers --points 2000 --lbfgs-iters 300
-    python tools/bench/bench_aspqn.py --problem klein_gordon --subdomains 2 4 6
-    python tools/bench/bench_aspqn.py --ranks 2          # wall time, 2 ranks vs 1
+    python tools/bench/bench_aspqn.py                               # Burgers, S = 8, 3 seeds
+    python tools/bench/bench_aspqn.py --problem klein_gordon --subdomains 6
+    python tools/bench/bench_aspqn.py --constraints hard            # initial and boundary conditions built in
+    python tools/bench/bench_aspqn.py --ranks 2                     # wall time of ASPQN on 2 ranks vs 1
 """
 
 from __future__ import annotations
 
 import argparse
 import os
-import subprocess
-import sys
+import statistics
 import tempfile
-import time
 
 import numpy as np
-import yaml
-
-sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", ".."))
-
-from ddnn import config as cfg  # noqa: E402
-from ddnn.parallel import SerialComm  # noqa: E402
-from ddnn.run import Run  # noqa: E402
+from _runs import run
 
 LAYERS = {"burgers": 9, "klein_gordon": 7, "diffusion_transport": 11}
 
 
-def _raw(problem: str, points: int, solver: dict, max_iter: int, target: float | None) -> dict:
-    run = {"max_iter": max_iter, "dtype": "float64", "print_every": 0, "metrics_every": 1, "threads": 2}
-    if target is not None:
-        run.update(target_metric="rel_l2_error", target_value=target)
-    boundary = max(100, points // 10)
-    return {
-        "problem": {"name": problem, "n_interior": points, "n_boundary": boundary, "n_initial": boundary},
-        "solver": solver,
-        "run": run,
-    }
+def problem(args: argparse.Namespace) -> dict:
+    boundary = max(100, args.points // 10)
+    raw = {"name": args.problem, "n_interior": args.points, "n_boundary": boundary}
+    if args.problem != "diffusion_transport":
+        raw["n_initial"] = boundary
+    if args.constraints != "penalty":
+        raw["constraints"] = args.constraints
+    return raw
 
 
-def _lbfgs() -> dict:
+def lbfgs() -> dict:
     return {"name": "lbfgs", "memory": 3, "line_search": {"name": "strong_wolfe"}}
 
 
-def _preconditioned(variant: str, subdomains: int, local_iters: int) -> dict:
+def preconditioned(variant: str, subdomains: int, local_iters: int) -> dict:
     return {
-        **_lbfgs(),
+        **lbfgs(),
         "npc": {
             "name": "schwarz",
             "variant": variant,
             "subdomains": subdomains,
             "local_iters": local_iters,
-            "local": {"name": "lbfgs", "memory": 3, "line_search": "armijo"},
+            "local": {"name": "lbfgs", "memory": 10, "line_search": "armijo"},
             "line_search": "armijo",
         },
     }
 
 
-def _train(raw: dict) -> dict:
-    config = cfg.parse(raw)
-    start = time.perf_counter()
-    run = Run(config, SerialComm(), None, quiet=True)
-    result = run.execute()
-    wall = time.perf_counter() - start
-    h = run.history.arrays()
-    return {"result": result, "history": h, "wall": wall}
+def plateau(history: dict[str, np.ndarray], window: int, stall: float) -> int:
+    """The row where L-BFGS stalled (see the module docstring), else the last row."""
+    err = np.nan_to_num(history["rel_l2_error"], nan=np.inf)
+    best = np.minimum.accumulate(err)
+    iters = history["iteration"]
+    for i in range(len(iters)):
+        later = np.flatnonzero((iters > iters[i]) & (iters <= iters[i] + window))
+        if later.size and iters[later[-1]] >= iters[i] + window and best[later[-1]] > (1 - stall) * best[i]:
+            return i
+    return len(iters) - 1
 
 
-def _first_reach(h: dict, target: float) -> int | None:
-    err = h["rel_l2_error"]
-    hits = np.nonzero(np.nan_to_num(err, nan=np.inf) <= target)[0]
-    return int(hits[0]) if hits.size else None
+def seed_count(history: dict[str, np.ndarray], solver: dict) -> np.ndarray:
+    """The seed's gradient evaluations per row: 1 per L-BFGS iteration, 2 + k (ASPQN), 2 + S k (MSPQN)."""
+    npc = solver.get("npc")
+    if npc is None:
+        return history["iteration"].astype(float)
+    k = npc["local_iters"]
+    per = 2 + k if npc["variant"] == "additive" else 2 + npc["subdomains"] * k
+    return history["iteration"] * per
 
 
-def _training_time(h: dict, i: int) -> float:
-    """Wall time up to row i without the time spent evaluating metrics (runs differ in iterations)."""
-    return float(h["wall_time"][i] - h.get("time_metrics", np.zeros_like(h["wall_time"]))[i])
+def first(values: np.ndarray, target: float) -> int | None:
+    hit = np.flatnonzero(np.nan_to_num(values, nan=np.inf) <= target)
+    return int(hit[0]) if hit.size else None
 
 
-def _row(name: str, out: dict, target: float, base: dict | None) -> list[str]:
-    h = out["history"]
-    i = _first_reach(h, target)
-    best = float(np.nanmin(h["rel_l2_error"]))
-    if i is None:
-        return [name, "no", "-", "-", "-", f"{best:.3e}", "-", "-"]
-    iters = int(h["iteration"][i])
-    evals = float(h["effective_grad_evals"][i])
-    wall = _training_time(h, i)
-    cells = [name, "yes", str(iters), f"{evals:.0f}", f"{wall:.1f}", f"{best:.3e}"]
-    if base is None:
-        return cells + ["1.0", "1.0"]
-    return cells + [f"{base['evals'] / evals:.1f}x", f"{base['wall'] / wall:.1f}x"]
+def summary(values: list[float]) -> str:
+    finite = [v for v in values if np.isfinite(v)]
+    if not finite:
+        return "not reached"
+    text = f"{statistics.median(finite):.1f} [{min(finite):.1f}, {max(finite):.1f}]"
+    return text + ("" if len(finite) == len(values) else f" ({len(finite)}/{len(values)})")
 
 
-def _table(rows: list[list[str]]) -> str:
-    head = [
-        "method",
-        "reached",
-        "iters",
-        "eff. grad evals",
-        "wall [s]",
-        "best error",
-        "evals: lbfgs/this",
-        "time: lbfgs/this",
-    ]
-    widths = [max(len(r[c]) for r in rows + [head]) for c in range(len(head))]
-    fmt = "  ".join(f"{{:{w}}}" for w in widths)
-    return "\n".join([fmt.format(*head)] + [fmt.format(*r) for r in rows])
+def compare(args: argparse.Namespace, tmp: str) -> None:
+    base_run = {"dtype": "float64", "print_every": 0, "checkpoint_every": 0, "metrics_every": 10, "threads": 2}
+    methods = {"L-BFGS (m = 3)": lbfgs()}
+    for s in args.subdomains:
+        if s <= LAYERS[args.problem]:
+            methods[f"ASPQN S = {s}"] = preconditioned("additive", s, args.local_iters)
+            methods[f"MSPQN S = {s}"] = preconditioned("multiplicative", s, args.local_iters)
+    # ratios[method][measure] over seeds
+    ratios: dict[str, dict[str, list[float]]] = {m: {} for m in methods}
+    targets = []
+    for seed in range(args.seeds):
+        raw = {"problem": problem(args), "run": {**base_run, "seed": seed, "max_iter": args.lbfgs_iters}}
+        h = run({**raw, "solver": lbfgs()}, os.path.join(tmp, f"lbfgs_{seed}"))
+        i = plateau(h, args.window, args.stall)
+        error = float(np.nanmin(h["rel_l2_error"][: i + 1]))
+        loss = float(np.min(h["loss"][: i + 1]))
+        targets.append((int(h["iteration"][i]), error, loss))
+        reference = None
+        for name, solver in methods.items():
+            if name.startswith("L-BFGS"):
+                hist = {k: v[: i + 1] for k, v in h.items()}
+            else:
+                budget = {
+                    **base_run,
+                    "seed": seed,
+                    "max_iter": args.max_iter,
+                    "target_loss": loss,
+                    "target_metric": "rel_l2_error",
+                    "target_value": error,
+                    "stop_when": "all",
+                }
+                hist = run({**raw, "solver": solver, "run": budget}, os.path.join(tmp, f"{name[:5]}_{seed}"))
+            cost = {}
+            for target_name, column, target in (("error", "rel_l2_error", error), ("loss", "loss", loss)):
+                j = first(hist[column], target)
+                for count, values in (("ours", hist["effective_grad_evals"]), ("seed", seed_count(hist, solver))):
+                    cost[f"{count} {target_name}"] = float(values[j]) if j is not None else np.inf
+            reference = cost if reference is None else reference
+            for measure, value in cost.items():
+                ratios[name].setdefault(measure, []).append(reference[measure] / value)
+                ratios[name].setdefault(f"evals {measure}", []).append(value)
+    stalled = ", ".join(f"it {it}: error {e:.3e}, loss {lo:.3e}" for it, e, lo in targets)
+    print(
+        f"\n== {args.problem}, {args.points} points, float64, constraints {args.constraints}; L-BFGS stalled at {stalled}"
+    )
+    print("evaluations to reach L-BFGS's final error / loss (median [min, max] over seeds), and L-BFGS / method")
+    header = f"{'method':16s} {'count':5s} {'evals to error':>26s} {'ratio':>22s} {'evals to loss':>26s} {'ratio':>22s}"
+    print(header)
+    for name in methods:
+        for count in ("ours", "seed"):
+            r = ratios[name]
+            print(
+                f"{name:16s} {count:5s} {summary(r[f'evals {count} error']):>26s} {summary(r[f'{count} error']):>22s} "
+                f"{summary(r[f'evals {count} loss']):>26s} {summary(r[f'{count} loss']):>22s}"
+            )
 
 
-def compare(args: argparse.Namespace) -> None:
-    print(f"# {args.problem}: {args.points} interior points, float64, serial, L-BFGS budget {args.lbfgs_iters} iters")
-    lbfgs = _train(_raw(args.problem, args.points, _lbfgs(), args.lbfgs_iters, None))
-    target = float(np.nanmin(lbfgs["history"]["rel_l2_error"]))
-    i = _first_reach(lbfgs["history"], target)
-    h = lbfgs["history"]
-    base = {"evals": float(h["effective_grad_evals"][i]), "wall": _training_time(h, i)}
-    print(f"# target = best L-BFGS error {target:.3e}", flush=True)
-    rows = [_row("lbfgs", lbfgs, target, None)]
-    for variant, label in (("additive", "aspqn"), ("multiplicative", "mspqn")):
-        for s in args.subdomains:
-            if s > LAYERS[args.problem]:
-                continue
-            solver = _preconditioned(variant, s, args.local_iters)
-            out = _train(_raw(args.problem, args.points, solver, args.max_iter, target))
-            rows.append(_row(f"{label} S={s}", out, target, base))
-            print(_table(rows[-1:]).splitlines()[-1], flush=True)
-    print()
-    print(_table(rows))
-
-
-def ranks(args: argparse.Namespace) -> None:
-    """ASPQN with S = N blocks: wall time on N ranks vs 1 rank, same iterations (local solves in parallel)."""
+def ranks(args: argparse.Namespace, tmp: str) -> None:
+    """ASPQN with S = N blocks: wall time on N ranks vs 1 rank, the same iterations (local solves in parallel)."""
     n = args.ranks
-    solver = _preconditioned("additive", n, args.local_iters)
-    raw = _raw(args.problem, args.points, solver, args.rank_iters, None)
-    raw["run"].pop("threads")
-    raw["run"]["metrics_every"] = 10**6
+    raw = {
+        "problem": problem(args),
+        "solver": preconditioned("additive", n, args.local_iters),
+        "run": {
+            "max_iter": args.rank_iters,
+            "dtype": "float64",
+            "print_every": 0,
+            "checkpoint_every": 0,
+            "metrics_every": 10**6,
+        },
+    }
     times = {}
-    with tempfile.TemporaryDirectory() as tmp:
-        path = os.path.join(tmp, "in.yaml")
-        with open(path, "w") as fh:
-            yaml.safe_dump(raw, fh)
-        # 1 rank with every core as threads, 1 rank with one thread, n ranks (cores / n threads each)
-        for label, p, threads in (("1 rank", 1, None), ("1 rank, 1 thread", 1, "1"), (f"{n} ranks", n, None)):
-            out = os.path.join(tmp, f"np{p}_{threads}")
-            cmd = ["mpirun", "-n", str(p), sys.executable, "-m", "ddnn", path, "--out", out, "--quiet"]
-            env = {k: v for k, v in os.environ.items() if k != "OMP_NUM_THREADS"}
-            env["PYTHONPATH"] = os.path.join(os.path.dirname(__file__), "..", "..")
-            if threads:
-                env["OMP_NUM_THREADS"] = threads
-            subprocess.run(cmd, check=True, env=env)
-            import h5py
-
-            with h5py.File(os.path.join(out, "results.h5")) as f:
-                times[label] = float(f["history/wall_time"][-1])
+    for label, p, threads in (("1 rank", 1, None), ("1 rank, 1 thread", 1, 1), (f"{n} ranks", n, None)):
+        times[label] = float(run(raw, os.path.join(tmp, f"np{p}_{threads}"), p, threads)["wall_time"][-1])
     print(f"# ASPQN S={n}, {args.rank_iters} iterations, {args.problem} {args.points} points (cores: {os.cpu_count()})")
     for label, t in times.items():
         print(f"{label:>18}: {t:.2f} s")
@@ -178,18 +191,23 @@ def ranks(args: argparse.Namespace) -> None:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--problem", default="burgers", choices=sorted(LAYERS))
-    p.add_argument("--points", type=int, default=2000, help="interior collocation points")
-    p.add_argument("--lbfgs-iters", type=int, default=300, help="L-BFGS budget that sets the target error")
-    p.add_argument("--max-iter", type=int, default=300, help="budget of every preconditioned run")
-    p.add_argument("--subdomains", type=int, nargs="+", default=[2, 4, 8])
+    p.add_argument("--points", type=int, default=1000, help="interior collocation points")
+    p.add_argument("--constraints", default="penalty", choices=["penalty", "hard"])
+    p.add_argument("--lbfgs-iters", type=int, default=25000, help="most L-BFGS iterations before the plateau")
+    p.add_argument("--window", type=int, default=3000, help="plateau rule: iterations looked ahead")
+    p.add_argument("--stall", type=float, default=0.01, help="plateau rule: relative improvement deemed none")
+    p.add_argument("--max-iter", type=int, default=1500, help="outer iterations of every preconditioned run")
+    p.add_argument("--subdomains", type=int, nargs="+", default=[8])
     p.add_argument("--local-iters", type=int, default=10)
+    p.add_argument("--seeds", type=int, default=3)
     p.add_argument("--ranks", type=int, default=0, help="only measure ASPQN wall time on this many ranks vs 1")
     p.add_argument("--rank-iters", type=int, default=20)
     args = p.parse_args()
-    if args.ranks:
-        ranks(args)
-    else:
-        compare(args)
+    with tempfile.TemporaryDirectory() as tmp:
+        if args.ranks:
+            ranks(args, tmp)
+        else:
+            compare(args, tmp)
 
 
 if __name__ == "__main__":
