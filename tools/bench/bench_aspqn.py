@@ -148,9 +148,8 @@ def compare(args: argparse.Namespace, tmp: str) -> None:
                 ratios[name].setdefault(measure, []).append(reference[measure] / value)
                 ratios[name].setdefault(f"evals {measure}", []).append(value)
     stalled = ", ".join(f"it {it}: error {e:.3e}, loss {lo:.3e}" for it, e, lo in targets)
-    print(
-        f"\n== {args.problem}, {args.points} points, float64, constraints {args.constraints}; L-BFGS stalled at {stalled}"
-    )
+    print(f"\n== {args.problem}, {args.points} points, float64, constraints {args.constraints}")
+    print(f"L-BFGS stalled at {stalled}")
     print("evaluations to reach L-BFGS's final error / loss (median [min, max] over seeds), and L-BFGS / method")
     header = f"{'method':16s} {'count':5s} {'evals to error':>26s} {'ratio':>22s} {'evals to loss':>26s} {'ratio':>22s}"
     print(header)
